@@ -1,0 +1,204 @@
+"""Structured configuration: one dataclass per config group, shared by the Hydra app and the API.
+
+The same dataclasses type-check the YAML files in ``conf/`` (through Hydra's ConfigStore, see
+``app.py``) and the ``config=`` / ``**overrides`` of the Python API, so a misspelt key fails at
+start in both places. This module imports OmegaConf (a small dependency of Hydra) but not Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+
+@dataclass
+class EnsembleConfig:
+    """The population of surrogate networks and how each member is trained on the pool."""
+
+    members: int = 10  # k: networks in the population
+    widths: list[int] = field(default_factory=lambda: [32, 48, 64])  # hidden width, drawn per member
+    depths: list[int] = field(default_factory=lambda: [2, 3])  # hidden layers, drawn per member
+    activations: list[str] = field(default_factory=lambda: ["tanh", "silu", "relu"])
+    optimizers: list[str] = field(default_factory=lambda: ["adam", "rmsprop", "rprop"])  # in turn
+    lr_min: float = 3e-3  # learning rates are drawn log-uniformly in [lr_min, lr_max]
+    lr_max: float = 1e-2
+    weight_decay_min: float = 1e-5  # decoupled weight decay, log-uniform
+    weight_decay_max: float = 1e-3
+    sparsity_min: float = 0.0  # fraction of each weight matrix zeroed by a fixed mask
+    sparsity_max: float = 0.2
+    prior_scale: float = 0.0  # std of each member's fixed random prior function (0 = none)
+    prior_lengthscale: float = 0.2  # its length scale in the unit cube
+    prior_features: int = 64  # random Fourier features that draw it
+    y_transform: str = "rank"  # standardize | rank (Gaussian copula of ranks, robust to outliers)
+    train_steps_initial: int = 400  # steps after the initial design
+    train_steps: int = 80  # warm-started steps after each round of new evaluations
+    batch_size: int = 512  # full batch up to this pool size, per-member minibatches beyond it
+    bootstrap: bool = True  # each member weighs samples by its own Poisson(1) draw (bagging)
+
+
+@dataclass
+class SearchConfig:
+    """How the networks are turned into proposals."""
+
+    mode: str = "surrogate"  # surrogate: ascents run on the networks | original: each step evaluated
+    init_design: str = "sobol"  # sobol | lhs | random
+    n_init: int = 0  # initial design size; 0 = auto (max(10, 3 * dim), at most budget / 4)
+    random_starts: int = 4  # extra random ascent starts per member, for exploration
+    ascent_lr: float = 0.02  # Adam step on x in the unit cube
+    ascent_steps_max: int = 60  # ascent steps while the networks are not trusted
+    ascent_steps_min: int = 8
+    ascent_shrink: float = 0.7  # steps *= shrink on a successful round, /= shrink otherwise
+    success_target: float = 0.2  # fraction of ascent proposals that must improve their start
+    niche: float = 0.0  # siblings' best points kept this far apart (times sqrt(dim)); 0 = off
+    assignment: str = "best"  # best: a member proposes its best end point | rotate: from sibling r+round
+    explorers: int = 0  # proposals per round that must come from ascents started at random points
+    explore: float = 0.0  # weight of the population's disagreement when a member picks its proposal
+    proposals_per_round: int = 0  # ascent proposals per round; 0 = one per member
+    gaussian_per_round: int = 2  # Gaussian samples around the siblings' best points per round
+    sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
+    sigma_min: float = 1e-4
+    sigma_max: float = 0.3
+    min_distance: float = 1e-4  # proposals closer than this to an evaluated point are jittered
+    windows: bool = False  # per-member windows over the pool, rotated (the Go benchmark's scheme)
+    window_size: int = 0  # 0 = pool size / members at the first rotation, rounded down to tens
+    rotate_every: int = 300  # evaluations between window rotations
+    # the original scheme (mode=original): every ascent step is a real evaluation
+    original_steps: int = 10
+    original_step_size: float = 0.001
+    original_patience: int = 2
+    original_gaussian: int = 10
+    original_sigma: float = 0.01
+
+
+@dataclass
+class StrategyConfig:
+    """Which algorithm proposes points: the network population (nes, sgd) or a baseline."""
+
+    name: str = "nes"
+
+
+@dataclass
+class ProblemConfig:
+    """The objective. Built-in problems by name, or ``callable`` with an import path and bounds."""
+
+    name: str = "hartmann6"
+    dim: int = 0  # for problems of any dimension (ackley, levy, ...); 0 = the problem's default
+    noise_std: float = 0.0  # Gaussian noise added to every evaluation
+    fn: str = ""  # callable: "package.module.function"
+    bounds: Any = None  # callable: [[low, high], ...]
+    batched: bool = False  # callable: fn maps [m, n] to [m]
+    direction: str = "maximize"  # callable: maximize | minimize
+    optimum: Any = None  # callable: known best value, if any, to report regret
+
+
+@dataclass
+class TrackingConfig:
+    """Where runs are recorded. The algorithm never sees this; only the app's tracker does."""
+
+    enabled: bool = True
+    uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db at the project root
+    experiment: str = "nes_ensemble"
+    run_name: str = ""  # empty: named for what it is, e.g. nes-hartmann6-k10-s3
+
+
+@dataclass
+class OptimizerConfig:
+    """What the Optimizer itself reads: the parts it is built from."""
+
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    budget: int = 0  # known budget (0 = unknown); lets the initial design size itself
+
+
+@dataclass
+class AppConfig(OptimizerConfig):
+    """The whole Hydra application config (``conf/config.yaml``)."""
+
+    problem: ProblemConfig = field(default_factory=ProblemConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    budget: int = 300
+    seed: int = 0
+    progress: bool = True
+    threads: int = 1  # torch CPU threads per run (1 keeps parallel sweep jobs from fighting over cores)
+
+
+_GROUPS = ("strategy", "ensemble", "search")
+
+
+def make_config(config: Mapping[str, Any] | DictConfig | None = None, **overrides: Any) -> DictConfig:
+    """Merge a user's config and keyword overrides into the typed defaults, rejecting unknown keys.
+
+    Overrides may name a group (``search={"mode": "original"}``), a key inside a group with a
+    double underscore (``search__mode="original"``) or a dotted string key (``**{"search.mode": ...}``).
+    """
+    base = OmegaConf.structured(OptimizerConfig)
+    layers: list[Any] = []
+    if config is not None:
+        cfg = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
+        app_only = set(OmegaConf.structured(AppConfig).keys()) - set(base.keys())
+        unknown = [k for k in cfg if k not in base and k not in app_only]
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r} in config: the known keys are "
+                             f"{', '.join(sorted(base.keys()))}")
+        # an app config carries more groups than the optimizer reads; keep only what it reads
+        layers.append({k: v for k, v in cfg.items() if k in base})
+    for key, value in overrides.items():
+        path = key.replace("__", ".").split(".")
+        if path[0] not in base:
+            known = ", ".join(sorted(base.keys()))
+            raise ValueError(f"unknown setting {key!r}: the known groups and keys are {known}")
+        node: Any = value
+        for part in reversed(path[1:]):
+            node = {part: node}
+        layers.append({path[0]: node})
+    try:
+        merged = OmegaConf.merge(base, *layers)
+    except (ConfigKeyError, ValidationError) as err:
+        raise ValueError(f"bad configuration: {err.msg if hasattr(err, 'msg') else err}") from None
+    check(merged)
+    return merged
+
+
+def check(cfg: DictConfig) -> None:
+    """Reject values that type-check but make no sense, with a message that names the key."""
+    ens, search = cfg.ensemble, cfg.search
+
+    def need(ok: bool, key: str, value: Any, why: str) -> None:
+        if not ok:
+            raise ValueError(f"{key}={value!r}: {why}")
+
+    need(ens.members >= 1, "ensemble.members", ens.members, "needs at least one member")
+    need(len(ens.widths) > 0 and min(ens.widths) >= 1, "ensemble.widths", list(ens.widths), "positive widths")
+    need(len(ens.depths) > 0 and min(ens.depths) >= 1, "ensemble.depths", list(ens.depths), "depths >= 1")
+    for name in ens.activations:
+        need(name in ACTIVATIONS, "ensemble.activations", name, f"choose from {sorted(ACTIVATIONS)}")
+    for name in ens.optimizers:
+        need(name in OPTIMIZERS, "ensemble.optimizers", name, f"choose from {list(OPTIMIZERS)}")
+    need(0 < ens.lr_min <= ens.lr_max, "ensemble.lr_min/lr_max", (ens.lr_min, ens.lr_max), "need 0 < min <= max")
+    need(0 <= ens.sparsity_min <= ens.sparsity_max < 1, "ensemble.sparsity_min/max",
+         (ens.sparsity_min, ens.sparsity_max), "need 0 <= min <= max < 1")
+    need(ens.y_transform in ("standardize", "rank"), "ensemble.y_transform", ens.y_transform,
+         "choose standardize or rank")
+    need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
+    need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
+         "choose sobol, lhs or random")
+    need(0 < search.ascent_shrink < 1, "search.ascent_shrink", search.ascent_shrink, "must lie in (0, 1)")
+    need(search.ascent_steps_min <= search.ascent_steps_max, "search.ascent_steps_min", search.ascent_steps_min,
+         "must not exceed search.ascent_steps_max")
+    need(0 < search.sigma_min <= search.sigma_init <= search.sigma_max, "search.sigma_init", search.sigma_init,
+         "need sigma_min <= sigma_init <= sigma_max, all positive")
+    need(cfg.strategy.name in STRATEGIES, "strategy", cfg.strategy.name, f"choose from {list(STRATEGIES)}")
+
+
+ACTIVATIONS = {"tanh", "relu", "silu", "gelu", "sigmoid"}
+OPTIMIZERS = ("adam", "rmsprop", "rprop")
+STRATEGIES = ("nes", "sgd")
+
+__all__ = [
+    "AppConfig", "EnsembleConfig", "OptimizerConfig", "ProblemConfig", "SearchConfig",
+    "StrategyConfig", "TrackingConfig", "make_config", "MISSING",
+]

@@ -1,0 +1,473 @@
+"""The ask / tell loop: pool + population + search + training, and ``optimize`` on top of it.
+
+``Optimizer`` owns the state of a run and works in the unit cube; only ``ask`` and ``tell`` see the
+user's bounds. Proposals are planned a round at a time into a queue: a round retrains the
+population on what the pool holds (when new results arrived), runs every member's ascents from its
+siblings' best points, and adds Gaussian samples around them. ``ask`` pops from the queue, so it
+can be called again before earlier points are told.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from scipy.stats import norm
+
+from .config import make_config
+from .pool import Provenance, SamplePool
+from .population import Population
+from .problems import check_bounds
+from .search import Schedule, ascend, distinct, gaussian, initial_design, original_paths
+from .training import OptimizerState, fit
+
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class _Proposal:
+    x: np.ndarray  # unit cube
+    provenance: Provenance
+
+
+@dataclass
+class Result:
+    """What ``optimize`` returns: the best point, every evaluation in order, and the lineage."""
+
+    best_x: np.ndarray
+    best_y: float
+    X: np.ndarray
+    y: np.ndarray
+    history: pd.DataFrame
+    lineage: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Optimizer:
+    """Ask / tell optimizer over a box. Maximizes by default; ``direction="minimize"`` flips it.
+
+    ``config`` takes the keys of ``conf/`` (groups ``strategy``, ``ensemble``, ``search``, and
+    ``budget``); unknown keys are rejected. The same seed and config give the same proposals.
+    """
+
+    def __init__(self, bounds: Sequence[Sequence[float]], config: Mapping[str, Any] | DictConfig | None = None,
+                 seed: int = 0, direction: str = "maximize", **overrides: Any):
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction={direction!r}: choose maximize or minimize")
+        self.bounds = check_bounds(bounds)
+        self.cfg = make_config(config, **overrides)
+        self.seed = int(seed)
+        self.sign = 1.0 if direction == "maximize" else -1.0
+        self.dim = self.bounds.shape[0]
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.pool = SamplePool(self.dim)
+        self.population = Population(self.dim, self.cfg.ensemble, self.generator)
+        self.opt_state = OptimizerState.zeros(self.population)
+        self.schedule = Schedule.start(self.cfg.search)
+        self.sample_weights = np.empty((self.population.size, 0))
+        self.queue: list[_Proposal] = []
+        self.pending: list[tuple[np.ndarray, _Proposal]] = []  # (native x as returned by ask, proposal)
+        self.round = 0
+        self.trained_on = 0
+        self.paths: dict[int, list[float]] = {}  # original scheme: [best y on path, steps without gain]
+        self.ascent_tally = [0, 0]  # successes, trials since the last schedule update
+        self.surrogate_error = float("nan")
+        self.events: list[dict] = []
+        n_init = self.cfg.search.n_init or self._auto_init()
+        self.queue = [_Proposal(x, Provenance("initial"))
+                      for x in initial_design(n_init, self.dim, self.cfg.search.init_design, self.seed)]
+
+    def _auto_init(self) -> int:
+        n = max(10, 3 * self.dim)
+        budget = self.cfg.budget
+        return min(n, max(2, budget // 4)) if budget else n
+
+    # ------------------------------------------------------------------ the public loop
+    def ask(self, n: int | None = None) -> np.ndarray:
+        """The next ``n`` points to evaluate, [n, dim] inside the bounds (n=None: the rest of this round)."""
+        if n is not None and (not isinstance(n, (int, np.integer)) or n < 1):
+            raise ValueError(f"ask(n={n!r}): n must be a positive integer")
+        if not self.queue:
+            self._plan()
+        n = len(self.queue) if n is None else int(n)
+        out = []
+        while len(out) < n:
+            if not self.queue:
+                self._plan()
+            out.append(self.queue.pop(0))
+        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
+        X = np.clip(lo + np.stack([p.x for p in out]) * (hi - lo), lo, hi)
+        self.pending.extend((x.copy(), p) for x, p in zip(X, out))
+        return X
+
+    def tell(self, X: np.ndarray, y: np.ndarray | Sequence[float]) -> None:
+        """Report values for points returned by ``ask`` (in any order). NaN or inf marks a failed evaluation."""
+        X = np.atleast_2d(np.asarray(X, dtype=float))
+        y = np.atleast_1d(np.asarray(y, dtype=float)).reshape(-1)
+        if X.shape[1] != self.dim:
+            raise ValueError(f"tell: X has {X.shape[1]} columns but the bounds have {self.dim} dimensions")
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"tell: {X.shape[0]} points but {y.shape[0]} values")
+        matched = []
+        taken: set[int] = set()
+        for row in X:
+            i = self._find_pending(row, taken)
+            if i is None:
+                raise ValueError(f"tell: the point {row.tolist()} was never asked (or was told already); "
+                                 "tell only points returned by ask")
+            taken.add(i)
+            matched.append(i)
+        proposals = [self.pending[i][1] for i in matched]
+        self.pending = [p for i, p in enumerate(self.pending) if i not in taken]
+        values = np.where(np.isfinite(y), self.sign * y, np.nan)
+        units = np.stack([p.x for p in proposals])
+        self._score_members(units, values)
+        self.pool.add(units, values, [p.provenance for p in proposals])
+        self._grow_weights(len(values), np.isfinite(values))
+        self._account(proposals, values)
+
+    @property
+    def best(self) -> tuple[np.ndarray, float] | tuple[None, None]:
+        """(x, y) of the best evaluation so far, in the user's coordinates and sign."""
+        i = self.pool.best_index()
+        if i is None:
+            return None, None
+        return self._to_native(self.pool.x[i]), float(self.sign * self.pool.y[i])
+
+    @property
+    def n_evaluations(self) -> int:
+        return len(self.pool)
+
+    def history(self) -> pd.DataFrame:
+        """One row per evaluation, in order: x (native), y (user sign), status and provenance."""
+        X = self._to_native(self.pool.x)
+        df = pd.DataFrame(X, columns=[f"x{i}" for i in range(self.dim)])
+        df.insert(0, "evaluation", np.arange(len(self.pool)))
+        df["y"] = self.sign * self.pool.y
+        df["status"] = np.where(self.pool.ok, "ok", "failed")
+        for name in ("source", "member", "sibling", "round"):
+            df[name] = self.pool.column(name) if len(self.pool) else []
+        ok_y = np.where(self.pool.ok, self.pool.y, -np.inf)
+        df["best_y"] = self.sign * np.maximum.accumulate(ok_y) if len(self.pool) else []
+        return df
+
+    def metrics(self) -> dict[str, float]:
+        """Plain numbers describing the run now, for progress and tracking."""
+        _, best_y = self.best
+        return {
+            "best_y": float("nan") if best_y is None else best_y,
+            "evaluations": float(len(self.pool)),
+            "surrogate_error": self.surrogate_error,
+            "ascent_steps": self.schedule.steps,
+            "sigma": self.schedule.sigma,
+            "success_rate": self.schedule.success_rate,
+            "members": float(self.population.size),
+            "round": float(self.round),
+        }
+
+    # ------------------------------------------------------------------ planning a round
+    def _plan(self) -> None:
+        ok = self.pool.ok
+        if ok.sum() < 2:
+            # nothing to learn from yet (e.g. every ask so far is still pending): sample at random
+            self.queue.append(_Proposal(self.rng.random(self.dim), Provenance("random", round=self.round)))
+            return
+        self._train()
+        self.round += 1
+        if self.cfg.search.mode == "original":
+            self._plan_original()
+        else:
+            self._plan_surrogate()
+
+    def _targets(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ok = self.pool.ok
+        y = self.pool.y[ok]
+        if self.cfg.ensemble.y_transform == "rank":
+            ranks = np.argsort(np.argsort(y, kind="stable"), kind="stable")
+            t = norm.ppf((ranks + 0.5) / len(y))
+        else:
+            t = (y - y.mean()) / (y.std() + 1e-12)
+        x = torch.tensor(self.pool.x[ok], dtype=torch.float32)
+        w = torch.tensor(self._member_weights()[:, ok], dtype=torch.float32)
+        return x, torch.tensor(t, dtype=torch.float32), w
+
+    def _member_weights(self) -> np.ndarray:
+        w = self.sample_weights.copy()
+        s = self.cfg.search
+        if s.windows and self.population.size > 1:
+            n = len(self.pool)
+            window = s.window_size or max(10, (s.rotate_every // self.population.size) // 10 * 10)
+            w = w * self.pool.window_weights(self.population.size, window, n // max(1, s.rotate_every))
+        dead = w.sum(1) == 0
+        w[dead] = self.pool.ok.astype(float)  # a member whose draw missed everything sees all
+        return w
+
+    def _grow_weights(self, n: int, ok: np.ndarray) -> None:
+        k = self.population.size
+        if self.cfg.ensemble.bootstrap and k > 1:
+            new = self.rng.poisson(1.0, size=(k, n)).astype(float)
+        else:
+            new = np.ones((k, n))
+        self.sample_weights = np.concatenate([self.sample_weights, new * ok[None, :]], axis=1)
+
+    def _train(self) -> None:
+        n_ok = int(self.pool.ok.sum())
+        if n_ok == self.trained_on:
+            return
+        e = self.cfg.ensemble
+        steps = e.train_steps_initial if self.trained_on == 0 else e.train_steps
+        x, t, w = self._targets()
+        fit(self.population, self.opt_state, x, t, w, steps, e.batch_size, self.generator)
+        self.trained_on = n_ok
+
+    def sibling_bests(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each member's best point: the best evaluation it proposed, kept apart from its siblings'.
+
+        Members are visited from the best find down; a member's point must lie at least
+        ``search.niche * sqrt(dim)`` from the points of better members (else its next-best find,
+        else the pool's best point that is far enough), so the siblings' best points cover several
+        basins instead of piling up in one. Returns x [k, d] (unit cube), y [k], and whether the
+        point is the member's own find [k].
+        """
+        k = self.population.size
+        ok = np.flatnonzero(self.pool.ok)
+        order = ok[np.argsort(-self.pool.y[ok], kind="stable")]
+        member = self.pool.column("member")[order] if len(self.pool) else np.empty(0, dtype=int)
+        radius = self.cfg.search.niche * np.sqrt(self.dim)
+        first = {}
+        for pos, m in enumerate(member):
+            first.setdefault(int(m), pos)
+        visit = sorted(range(k), key=lambda r: first.get(r, len(order)))
+        xs, ys, own = np.empty((k, self.dim)), np.empty(k), np.zeros(k, dtype=bool)
+        chosen: list[int] = []
+        for r in visit:  # k is small and this runs once a round, outside the hot path
+            free = np.ones(len(order), dtype=bool)
+            if chosen and radius > 0:
+                d = np.linalg.norm(self.pool.x[order][:, None, :] - self.pool.x[chosen][None], axis=-1)
+                free = d.min(1) >= radius
+            free &= ~np.isin(order, chosen)
+            mine = np.flatnonzero(free & (member == r))
+            if mine.size:
+                pos, own[r] = mine[0], True
+            elif free.any():
+                pos = int(np.argmax(free))
+            else:
+                pos = len(chosen) % len(order)
+            chosen.append(int(order[pos]))
+            xs[r], ys[r] = self.pool.x[order[pos]], self.pool.y[order[pos]]
+        return xs, ys, own
+
+    def _taken(self) -> np.ndarray:
+        parts = [self.pool.x]
+        if self.pending:
+            parts.append(np.stack([p.x for _, p in self.pending]))
+        if self.queue:
+            parts.append(np.stack([p.x for p in self.queue]))
+        return np.concatenate(parts)
+
+    def _plan_surrogate(self) -> None:
+        s = self.cfg.search
+        k = self.population.size
+        bests, best_y, _ = self.sibling_bests()
+        global_best = self.pool.y[self.pool.best_index()]
+        randoms = self.rng.random((s.random_starts, self.dim))
+        starts_np = np.concatenate([bests, randoms])
+        refs = np.concatenate([best_y, np.full(s.random_starts, global_best)])
+        starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
+        ends, pred = ascend(self.population, starts, int(round(self.schedule.steps)), s.ascent_lr)
+        if s.explore > 0 and k > 1:
+            # score each end point by its member's prediction plus the population's disagreement there
+            flat = ends.reshape(1, -1, self.dim).expand(k, -1, -1)
+            with torch.no_grad():
+                spread = self.population.forward(flat).std(0).view(k, -1)
+            pred_score = (pred + s.explore * spread).numpy()
+        else:
+            pred_score = pred.numpy()
+        ends, pred = ends.numpy().astype(float), pred.numpy()
+
+        n_prop = min(k, s.proposals_per_round or k)
+        proposers = [(self.round * n_prop + i) % k for i in range(n_prop)]
+        taken = self._taken()
+        chosen: list[_Proposal] = []
+        for i, r in enumerate(proposers):
+            order = np.argsort(-pred_score[r], kind="stable")
+            if s.assignment == "rotate":  # member r climbs from one sibling's point, a new one each round
+                order = order[(order == (r + self.round) % k) | (order >= k)]
+            if i < s.explorers:  # explorers pick among the ascents from random starts only
+                order = order[order >= k]
+            ok = distinct(ends[r][order], taken, s.min_distance)
+            j = order[np.argmax(ok)] if ok.any() else order[0]
+            x = ends[r][j] if ok.any() else gaussian(ends[r][j][None], self.schedule.sigma, self.rng)[0]
+            prov = Provenance("ascent", member=r, sibling=int(j) if j < k else -1, round=self.round,
+                              predicted=float(pred[r][j]), reference=float(refs[j]))
+            chosen.append(_Proposal(x, prov))
+            taken = np.concatenate([taken, x[None]])
+        # Gaussian samples: the first around the overall best, the others around random siblings' bests
+        for i in range(s.gaussian_per_round):
+            sib = int(np.argmax(best_y)) if i == 0 else int(self.rng.integers(k))
+            x = gaussian(bests[sib][None], self.schedule.sigma, self.rng)[0]
+            chosen.append(_Proposal(x, Provenance("gaussian", sibling=sib, round=self.round, reference=global_best)))
+        self.queue.extend(chosen)
+
+    def _plan_original(self) -> None:
+        s = self.cfg.search
+        k = self.population.size
+        bests, best_y, _ = self.sibling_bests()
+        starts = torch.tensor(bests, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
+        paths = original_paths(self.population, starts, s).numpy().astype(float)  # [k, k, steps, d]
+        for r in range(k):
+            for sib in range(k):
+                pid = len(self.paths)
+                self.paths[pid] = [float(best_y[sib]), 0.0]
+                for step in paths[r, sib]:
+                    if np.isnan(step).any():
+                        break
+                    self.queue.append(_Proposal(step, Provenance("original", member=r, sibling=sib, round=self.round,
+                                                                 reference=float(best_y[sib]), path=pid)))
+                for x in gaussian(np.repeat(bests[sib][None], s.original_gaussian, 0), s.original_sigma, self.rng):
+                    self.queue.append(_Proposal(x, Provenance("gaussian", member=r, sibling=sib, round=self.round,
+                                                              reference=float(best_y[sib]))))
+
+    # ------------------------------------------------------------------ bookkeeping on tell
+    def _find_pending(self, row: np.ndarray, taken: set[int]) -> int | None:
+        for i, (x, _) in enumerate(self.pending):
+            if i not in taken and np.array_equal(x, row):
+                return i
+        for i, (x, _) in enumerate(self.pending):  # tolerate a float round trip (e.g. through a file)
+            if i not in taken and np.allclose(x, row, rtol=1e-9, atol=1e-12):
+                return i
+        return None
+
+    def _score_members(self, units: np.ndarray, values: np.ndarray) -> None:
+        """Test-then-train: how well the members predicted these points before training on them."""
+        ok = np.isfinite(values)
+        if self.trained_on == 0 or not ok.any():
+            return
+        y = self.pool.y[self.pool.ok]
+        x = torch.tensor(units[ok], dtype=torch.float32)
+        with torch.no_grad():
+            pred = self.population.forward(x.unsqueeze(0).expand(self.population.size, -1, -1)).numpy()
+        if self.cfg.ensemble.y_transform == "rank":
+            target = norm.ppf(np.clip((np.searchsorted(np.sort(y), values[ok]) + 0.5) / (len(y) + 1), 1e-6, 1 - 1e-6))
+        else:
+            target = (values[ok] - y.mean()) / (y.std() + 1e-12)
+        rmse = np.sqrt(((pred - target[None, :]) ** 2).mean(1))
+        self.surrogate_error = float(np.median(rmse))
+
+    def _account(self, proposals: list[_Proposal], values: np.ndarray) -> None:
+        s = self.cfg.search
+        sig_succ = sig_trials = 0
+        for p, v in zip(proposals, values):
+            prov = p.provenance
+            success = bool(np.isfinite(v) and v > prov.reference)
+            if prov.source == "ascent":
+                self.ascent_tally[0] += success
+                self.ascent_tally[1] += 1
+            elif prov.source == "gaussian":
+                sig_succ += success
+                sig_trials += 1
+            elif prov.source == "original" and prov.path in self.paths:
+                state = self.paths[prov.path]
+                if np.isfinite(v) and v > state[0]:
+                    state[0], state[1] = float(v), 0.0
+                else:
+                    state[1] += 1
+                    if state[1] >= s.original_patience:  # abandon the rest of this path
+                        self.queue = [q for q in self.queue if q.provenance.path != prov.path]
+        self.schedule.update_sigma(sig_succ, sig_trials, s)
+        n_round = min(self.population.size, s.proposals_per_round or self.population.size)
+        if self.ascent_tally[1] >= n_round:
+            self.schedule.update_ascent(*self.ascent_tally, s)
+            self.ascent_tally = [0, 0]
+
+    def _to_native(self, u: np.ndarray) -> np.ndarray:
+        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
+        return np.clip(lo + np.asarray(u) * (hi - lo), lo, hi)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("generator", "cfg")}
+        state["generator"] = self.generator.get_state()
+        state["cfg"] = OmegaConf.to_container(self.cfg)
+        state["version"] = _CHECKPOINT_VERSION
+        return state
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the whole state (pool, weights, optimizer moments, RNGs, queue) atomically to ``path``."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".checkpoint-")
+        with os.fdopen(fd, "wb") as f:
+            torch.save(self.state_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Optimizer":
+        """An optimizer that continues exactly where the saved one stopped."""
+        state = torch.load(os.fspath(path), weights_only=False)
+        if state.pop("version", None) != _CHECKPOINT_VERSION:
+            raise ValueError(f"{path}: not a nes_ensemble checkpoint of version {_CHECKPOINT_VERSION}")
+        opt = cls.__new__(cls)
+        gen_state = state.pop("generator")
+        cfg = state.pop("cfg")
+        opt.__dict__.update(state)
+        opt.cfg = make_config(cfg)
+        opt.generator = torch.Generator()
+        opt.generator.set_state(gen_state)
+        return opt
+
+
+def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int = 0,
+             strategy: str = "nes", *, batched: bool = False, direction: str = "maximize",
+             callback: Callable[[Optimizer], None] | None = None, **overrides: Any) -> Result:
+    """Maximize (or minimize) ``fn`` over ``bounds`` with exactly ``budget`` evaluations.
+
+    ``fn`` maps one x [n] to a float (``batched=True``: [m, n] -> [m]). Keyword ``overrides`` set
+    config keys: ``ensemble={"members": 20}``, ``search__mode="original"``. ``callback(opt)`` runs
+    after every round of evaluations (progress bars, tracking).
+    """
+    if not isinstance(budget, (int, np.integer)) or budget < 1:
+        raise ValueError(f"budget={budget!r}: must be a positive integer")
+    start = time.perf_counter()
+    opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=int(budget),
+                    **overrides)
+    while opt.n_evaluations < budget:
+        X = opt.ask()
+        X = X[: budget - opt.n_evaluations]
+        if batched:
+            y = np.asarray(fn(X), dtype=float).reshape(-1)
+            if y.shape[0] != X.shape[0]:
+                opt.pending.clear()
+                raise ValueError(f"fn returned {y.shape[0]} values for {X.shape[0]} points (batched=True)")
+            opt.tell(X, y)
+        else:
+            for x in X:
+                opt.tell(x[None], [_scalar(fn(x))])
+        opt.pending.clear()  # asked beyond the budget and never evaluated
+        opt.queue.clear() if opt.n_evaluations >= budget else None
+        if callback is not None:
+            callback(opt)
+    best_x, best_y = opt.best
+    hist = opt.history()
+    return Result(best_x, best_y, opt._to_native(opt.pool.x), opt.sign * opt.pool.y, hist, list(opt.events),
+                  time.perf_counter() - start)
+
+
+def _scalar(value: Any) -> float:
+    try:
+        v = float(np.asarray(value, dtype=float).reshape(()))
+    except (TypeError, ValueError):
+        raise ValueError(f"fn returned {value!r}: expected one number per point (or use batched=True)") from None
+    return v if math.isfinite(v) else float("nan")

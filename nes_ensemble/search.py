@@ -1,0 +1,128 @@
+"""Turn the networks into proposals: space-filling start, ascents from siblings' maxima, Gaussian steps.
+
+Everything here works in the unit cube. ``ascend`` runs gradient ascent of every member on its own
+surrogate from many starts (all member x start pairs in one autograd computation); ``Schedule``
+keeps the two quantities that adapt to measured success: the number of ascent steps and the
+Gaussian step size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import qmc
+
+from .config import SearchConfig
+from .population import Population, forward
+
+
+def initial_design(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
+    """n space-filling points in [0, 1]^dim: scrambled Sobol, Latin hypercube, or uniform random."""
+    if kind == "sobol":
+        sampler = qmc.Sobol(dim, scramble=True, seed=seed)
+        m = int(np.ceil(np.log2(max(n, 1))))
+        return sampler.random_base2(m)[:n]
+    if kind == "lhs":
+        return qmc.LatinHypercube(dim, seed=seed).random(n)
+    return np.random.default_rng(seed).random((n, dim))
+
+
+def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient ascent of member r on its own surrogate from starts[r] ([k, S, d]); stays in the cube.
+
+    Adam on x (sign-like steps of about ``lr``), so flat and steep surrogates move at the same pace.
+    Returns the end points [k, S, d] and each member's prediction there [k, S].
+    """
+    x = starts.clone()
+    m = torch.zeros_like(x)
+    v = torch.zeros_like(x)
+    theta = (pop.theta * pop.mask).detach()
+    gates = pop.gates()
+
+    def predict(z: torch.Tensor) -> torch.Tensor:
+        return forward(pop.layout, theta, z, pop.act, pop.act_names, gates) + pop.prior(z)
+
+    for t in range(1, steps + 1):
+        x.requires_grad_(True)
+        (g,) = torch.autograd.grad(predict(x).sum(), x)
+        with torch.no_grad():
+            m.mul_(0.9).add_(0.1 * g)
+            v.mul_(0.999).add_(0.001 * g * g)
+            step = lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-12)
+            x = (x.detach() + step).clamp_(0.0, 1.0)
+    with torch.no_grad():
+        return x, predict(x)
+
+
+@dataclass
+class Schedule:
+    """Adaptive quantities of the search, as plain numbers (so a checkpoint is just this value).
+
+    ``steps``: ascent steps per ascent; multiplied by ``shrink`` after a round in which the networks
+    earned trust (at least ``success_target`` of the ascent proposals improved on their start
+    point) and divided by it otherwise, within [steps_min, steps_max]: trusted networks make short,
+    precise moves from the siblings' maxima, untrusted ones search further afield.
+    ``sigma``: Gaussian step, the 1/5 success rule (grow on success, shrink slowly on failure).
+    """
+
+    steps: float
+    sigma: float
+    success_rate: float = 0.0
+
+    @classmethod
+    def start(cls, cfg: SearchConfig) -> "Schedule":
+        return cls(float(cfg.ascent_steps_max), cfg.sigma_init)
+
+    def update_ascent(self, successes: int, trials: int, cfg: SearchConfig) -> None:
+        if trials == 0:
+            return
+        self.success_rate = successes / trials
+        factor = cfg.ascent_shrink if self.success_rate >= cfg.success_target else 1 / cfg.ascent_shrink
+        self.steps = float(np.clip(self.steps * factor, cfg.ascent_steps_min, cfg.ascent_steps_max))
+
+    def update_sigma(self, successes: int, trials: int, cfg: SearchConfig) -> None:
+        for i in range(trials):
+            self.sigma *= 2.0 if i < successes else 2.0 ** -0.25
+        self.sigma = float(np.clip(self.sigma, cfg.sigma_min, cfg.sigma_max))
+
+
+def gaussian(centers: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """One Gaussian sample around each center [c, d], reflected back into the unit cube."""
+    x = centers + sigma * rng.standard_normal(centers.shape)
+    x = np.abs(x)  # reflect at 0 and 1 rather than clip, so samples do not pile up on faces
+    x = 1 - np.abs(1 - x)
+    return np.clip(x, 0.0, 1.0)
+
+
+def distinct(candidates: np.ndarray, taken: np.ndarray, min_distance: float) -> np.ndarray:
+    """Mask of candidates [c, d] farther than ``min_distance`` from every row of ``taken`` [t, d]."""
+    if taken.shape[0] == 0:
+        return np.ones(candidates.shape[0], dtype=bool)
+    d = np.sqrt(((candidates[:, None, :] - taken[None, :, :]) ** 2).sum(-1)).min(1)
+    return d > min_distance
+
+
+def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
+    """The Go benchmark's ascent: ``original_steps`` fixed-size steps along each member's gradient.
+
+    starts [k, S, d] -> paths [k, S, steps, d]; every point on a path is meant to be evaluated,
+    and a path is abandoned after ``original_patience`` steps without improvement (the optimizer
+    does that as results come back). Points that leave the cube end their path (NaN after it).
+    """
+    theta = (pop.theta * pop.mask).detach()
+    gates = pop.gates()
+
+    x = starts.clone()
+    path = []
+    alive = torch.ones(starts.shape[:2], dtype=torch.bool)
+    for _ in range(cfg.original_steps):
+        x.requires_grad_(True)
+        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, gates) + pop.prior(x)
+        (g,) = torch.autograd.grad(pred.sum(), x)
+        with torch.no_grad():
+            x = x.detach() + cfg.original_step_size * g / (g.norm(dim=-1, keepdim=True) + 1e-12)
+            alive &= ((x >= 0) & (x <= 1)).all(-1)
+            path.append(torch.where(alive[..., None], x, torch.full_like(x, float("nan"))))
+    return torch.stack(path, dim=2)

@@ -1,0 +1,96 @@
+"""Fit every member to the pool at once: batched Adam, RMSprop and Rprop over ``theta`` [members, P].
+
+Each member keeps its own optimizer kind, learning rate and weight decay; the update rules are
+computed elementwise for the whole population and selected per member, so a training step is a
+handful of tensor operations whatever the number of members.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .population import Population
+
+_ADAM, _RMSPROP, _RPROP = 0, 1, 2
+_EPS = 1e-8
+
+
+@dataclass
+class OptimizerState:
+    """Moments and step sizes of the batched optimizers; a plain value, so checkpoints are simple."""
+
+    t: torch.Tensor  # [k] steps taken per member
+    m: torch.Tensor  # [k, P] Adam first moment
+    v: torch.Tensor  # [k, P] Adam / RMSprop second moment
+    step: torch.Tensor  # [k, P] Rprop step sizes
+    prev: torch.Tensor  # [k, P] Rprop previous gradient
+
+    @classmethod
+    def zeros(cls, pop: Population) -> "OptimizerState":
+        z = torch.zeros_like(pop.theta)
+        return cls(torch.zeros(pop.size), z.clone(), z.clone(), pop.lr[:, None].expand_as(z).clone(), z.clone())
+
+    def select(self, index: torch.Tensor) -> "OptimizerState":
+        """The state of the members ``index`` (a copy), e.g. for forks."""
+        return OptimizerState(*(getattr(self, f)[index].clone() for f in ("t", "m", "v", "step", "prev")))
+
+
+def optimizer_step(pop: Population, state: OptimizerState, grad: torch.Tensor) -> None:
+    """Apply one update of each member's own optimizer to ``pop.theta`` in place."""
+    kind = pop.optimizer[:, None]
+    lr = pop.lr[:, None]
+    state.t += 1
+    t = state.t[:, None]
+
+    # Adam (first and second moments with bias correction)
+    state.m.mul_(0.9).add_(0.1 * grad)
+    is_rms = kind == _RMSPROP
+    beta2 = torch.where(is_rms, torch.tensor(0.99), torch.tensor(0.999))
+    state.v.mul_(beta2).add_((1 - beta2) * grad * grad)
+    m_hat = state.m / (1 - 0.9 ** t)
+    v_hat = state.v / (1 - beta2 ** t)
+    adam = m_hat / (v_hat.sqrt() + _EPS)
+    # RMSprop (no momentum, no bias correction, as torch's default)
+    rms = grad / (state.v.sqrt() + _EPS)
+    # Rprop: only the sign of the gradient; per-weight step sizes grow while the sign holds
+    sign = torch.sign(grad * state.prev)
+    factor = torch.where(sign > 0, 1.2, torch.where(sign < 0, 0.5, 1.0))
+    state.step.mul_(factor).clamp_(1e-6, 1.0)
+    rgrad = torch.where(sign < 0, torch.zeros_like(grad), grad)
+    rprop = torch.sign(rgrad) * state.step / lr  # divided by lr: multiplied back below
+    state.prev.copy_(rgrad)
+
+    update = torch.where(kind == _ADAM, adam, torch.where(is_rms, rms, rprop))
+    pop.theta.mul_(1 - lr * pop.weight_decay[:, None]).sub_(lr * update)
+    pop.theta.mul_(pop.mask)
+
+
+def fit(pop: Population, state: OptimizerState, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+        steps: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    """Train all members for ``steps`` steps on (x [n, d], y [n]) with per-member sample weights [k, n].
+
+    Full batch while the pool fits in ``batch_size``; beyond it each member draws its own minibatch
+    in proportion to its weights. Returns the last per-member training loss [k].
+    """
+    k, n = pop.size, x.shape[0]
+    full = n <= batch_size
+    if full:
+        xb = x.unsqueeze(0).expand(k, n, x.shape[1])
+        yb = y.unsqueeze(0).expand(k, n)
+        wb = weights / weights.sum(1, keepdim=True).clamp_min(_EPS)
+    loss = torch.zeros(k)
+    for _ in range(steps):
+        if not full:
+            idx = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+            xb, yb = x[idx], y[idx]
+            wb = torch.full((k, batch_size), 1.0 / batch_size)
+        theta = pop.theta.detach().requires_grad_(True)
+        pred = pop.forward(xb, theta)
+        per_member = (wb * (pred - yb) ** 2).sum(1)
+        (grad,) = torch.autograd.grad(per_member.sum(), theta)
+        with torch.no_grad():
+            optimizer_step(pop, state, grad)
+        loss = per_member.detach()
+    return loss

@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+
+import nes_ensemble as ne
+
+SMALL = {"ensemble": {"members": 3, "train_steps_initial": 60, "train_steps": 10}}
+
+
+def sphere(x):
+    return -float(np.sum((np.asarray(x) - 0.3) ** 2))
+
+
+def test_optimize_calls_fn_exactly_budget_times_and_never_outside_bounds():
+    bounds = [(-2.0, 1.0), (5.0, 6.0), (0.0, 1e-3)]
+    seen = []
+
+    def fn(x):
+        seen.append(np.array(x))
+        return sphere(x)
+
+    result = ne.optimize(fn, bounds, budget=37, seed=1, **SMALL)
+    X = np.array(seen)
+    assert len(seen) == 37 and result.X.shape == (37, 3) and result.y.shape == (37,)
+    lo, hi = np.array(bounds).T
+    assert np.all(X >= lo) and np.all(X <= hi)
+    np.testing.assert_array_equal(result.X, X)
+    assert result.best_y == pytest.approx(max(sphere(x) for x in X))
+    assert list(result.history["evaluation"]) == list(range(37))
+    assert set(result.history["source"]) <= {"initial", "ascent", "gaussian", "random"}
+
+
+def test_batched_fn_and_minimize():
+    def batched(X):
+        return np.sum((X - 0.25) ** 2, axis=1)
+
+    result = ne.optimize(batched, [(0, 1)] * 2, budget=60, seed=0, batched=True, direction="minimize", **SMALL)
+    assert result.best_y == pytest.approx(result.y.min())
+    assert result.best_y < 1e-2
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    a = ne.optimize(sphere, [(0, 1)] * 2, budget=40, seed=5, **SMALL)
+    b = ne.optimize(sphere, [(0, 1)] * 2, budget=40, seed=5, **SMALL)
+    c = ne.optimize(sphere, [(0, 1)] * 2, budget=40, seed=6, **SMALL)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert not np.array_equal(a.X, c.X)
+
+
+def test_ask_again_before_tell_gives_new_points_and_tell_in_any_order():
+    opt = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=0)
+    first = opt.ask(3)
+    second = opt.ask(4)
+    both = np.concatenate([first, second])
+    assert len({tuple(x) for x in both}) == 7
+    order = [5, 0, 6, 2, 1, 4, 3]
+    opt.tell(both[order], [sphere(x) for x in both[order]])
+    assert opt.n_evaluations == 7 and not opt.pending
+    x, y = opt.best
+    assert y == pytest.approx(max(sphere(p) for p in both))
+
+
+def test_nan_marks_a_failed_evaluation_that_is_kept_but_not_trained_on():
+    opt = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=0)
+    for _ in range(15):
+        X = opt.ask(2)
+        opt.tell(X, [np.nan, sphere(X[1])])
+    hist = opt.history()
+    assert (hist["status"] == "failed").sum() == 15 and len(hist) == 30
+    assert np.isfinite(opt.best[1])
+    assert opt.sample_weights[:, np.isnan(opt.pool.y)].sum() == 0
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda o, X: o.tell(X[:, :1], [1.0, 2.0]), "columns"),
+    (lambda o, X: o.tell(X, [1.0]), "2 points but 1 values"),
+    (lambda o, X: o.tell(X + 0.01, [1.0, 2.0]), "never asked"),
+    (lambda o, X: o.ask(0), "positive integer"),
+])
+def test_bad_tell_and_ask_are_named(call, words):
+    opt = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=0)
+    X = opt.ask(2)
+    with pytest.raises(ValueError, match=words):
+        call(opt, X)
+
+
+def test_unknown_or_mistyped_config_keys_fail_with_their_name():
+    with pytest.raises(ValueError, match="serch"):
+        ne.Optimizer([(0, 1)], config={"serch": {"mode": "original"}})
+    with pytest.raises(ValueError, match="membres"):
+        ne.Optimizer([(0, 1)], ensemble={"membres": 3})
+    with pytest.raises(ValueError, match="members"):
+        ne.Optimizer([(0, 1)], ensemble__members="many")
+    with pytest.raises(ValueError, match="search.mode"):
+        ne.Optimizer([(0, 1)], search__mode="sideways")
+    with pytest.raises(ValueError, match="strategy"):
+        ne.optimize(sphere, [(0, 1)], budget=5, strategy="magic")
+
+
+def test_save_and_load_continue_exactly_where_it_stopped(tmp_path):
+    def drive(opt, rounds):
+        for _ in range(rounds):
+            X = opt.ask()
+            opt.tell(X, [sphere(x) for x in X])
+
+    straight = ne.Optimizer([(0, 1)] * 3, config=SMALL, seed=2)
+    drive(straight, 6)
+
+    first = ne.Optimizer([(0, 1)] * 3, config=SMALL, seed=2)
+    drive(first, 3)
+    first.save(tmp_path / "opt.pt")
+    resumed = ne.Optimizer.load(tmp_path / "opt.pt")
+    drive(resumed, 3)
+    np.testing.assert_array_equal(resumed.pool.x, straight.pool.x)
+    np.testing.assert_array_equal(resumed.pool.y, straight.pool.y)
+
+
+def test_original_scheme_evaluates_every_ascent_step():
+    result = ne.optimize(sphere, [(0, 1)] * 2, budget=80, seed=0,
+                         search={"mode": "original", "n_init": 20, "original_gaussian": 2}, **SMALL)
+    sources = result.history["source"].value_counts()
+    assert sources["original"] > 0 and len(result.y) == 80
+    hist = result.history
+    assert result.best_y > hist[hist.source == "initial"]["y"].max()
+    steps = hist[hist.source == "original"]
+    first = steps[(steps.member == steps.member.iloc[0]) & (steps.sibling == steps.sibling.iloc[0])]
+    gaps = np.linalg.norm(np.diff(first[["x0", "x1"]].to_numpy(), axis=0), axis=1)
+    np.testing.assert_allclose(gaps, 0.001, rtol=1e-3)  # one fixed-size step per evaluation
+
+
+def test_finds_hartmann6_optimum_on_a_fixed_seed():
+    h6 = ne.make_problem("hartmann6")
+    result = ne.optimize(h6, h6.bounds, budget=300, seed=1)
+    assert h6.regret(result.best_x) < 0.01
+    assert h6.distance(result.best_x) < 0.05
