@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from .config import AppConfig, ProblemConfig
-from .optimizer import Optimizer
+from .optimizer import Optimizer, drive
 from .plots import convergence_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .tracking import Tracker, default_uri
@@ -71,18 +71,16 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     start = time.perf_counter()
     bar = tqdm(total=cfg.budget, desc=run_name(cfg, problem), unit="eval", disable=not cfg.progress,
                dynamic_ncols=True, file=sys.stderr)
-    while opt.n_evaluations < cfg.budget:
-        X = opt.ask()[: cfg.budget - opt.n_evaluations]
-        for x in X:
-            opt.tell(x[None], problem.sign * problem.evaluate(x[None]))  # in the user's own sign
-        opt.pending.clear()
-        bar.update(len(X))
+    def after_round(opt: Optimizer) -> None:
         metrics = opt.metrics()
         metrics.update(_known_truth(problem, opt))
         metrics["evaluations_per_second"] = opt.n_evaluations / (time.perf_counter() - start)
+        bar.update(opt.n_evaluations - bar.n)
         bar.set_postfix(best=f"{metrics['best_y']:.5g}")
         if tracker is not None:
             tracker.log_metrics(metrics, step=opt.n_evaluations)
+
+    drive(opt, lambda X: problem.sign * problem.evaluate(X), cfg.budget, after_round)  # in the user's sign
     bar.close()
     seconds = time.perf_counter() - start
 

@@ -29,9 +29,6 @@ class EnsembleConfig:
     weight_decay_max: float = 1e-3
     sparsity_min: float = 0.0  # fraction of each weight matrix zeroed by a fixed mask
     sparsity_max: float = 0.2
-    prior_scale: float = 0.0  # std of each member's fixed random prior function (0 = none)
-    prior_lengthscale: float = 0.2  # its length scale in the unit cube
-    prior_features: int = 64  # random Fourier features that draw it
     y_transform: str = "rank"  # standardize | rank (Gaussian copula of ranks, robust to outliers)
     train_steps_initial: int = 400  # steps after the initial design
     train_steps: int = 80  # warm-started steps after each round of new evaluations
@@ -45,19 +42,16 @@ class SearchConfig:
 
     mode: str = "surrogate"  # surrogate: ascents run on the networks | original: each step evaluated
     init_design: str = "sobol"  # sobol | lhs | random
-    n_init: int = 0  # initial design size; 0 = auto (max(10, 3 * dim), at most budget / 4)
+    n_init: int = 0  # initial design size; 0 = auto (max(20, 6 * dim), at most budget / 4)
     random_starts: int = 4  # extra random ascent starts per member, for exploration
     ascent_lr: float = 0.02  # Adam step on x in the unit cube
     ascent_steps_max: int = 60  # ascent steps while the networks are not trusted
     ascent_steps_min: int = 8
     ascent_shrink: float = 0.7  # steps *= shrink on a successful round, /= shrink otherwise
     success_target: float = 0.2  # fraction of ascent proposals that must improve their start
-    niche: float = 0.0  # siblings' best points kept this far apart (times sqrt(dim)); 0 = off
     assignment: str = "best"  # best: a member proposes its best end point | rotate: from sibling r+round
-    explorers: int = 0  # proposals per round that must come from ascents started at random points
-    explore: float = 0.0  # weight of the population's disagreement when a member picks its proposal
     proposals_per_round: int = 0  # ascent proposals per round; 0 = one per member
-    gaussian_per_round: int = 2  # Gaussian samples around the siblings' best points per round
+    gaussian_per_round: int = 4  # Gaussian samples around the siblings' best points per round
     sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
     sigma_min: float = 1e-4
     sigma_max: float = 0.3
@@ -183,6 +177,7 @@ def check(cfg: DictConfig) -> None:
          (ens.sparsity_min, ens.sparsity_max), "need 0 <= min <= max < 1")
     need(ens.y_transform in ("standardize", "rank"), "ensemble.y_transform", ens.y_transform,
          "choose standardize or rank")
+    need(search.assignment in ("best", "rotate"), "search.assignment", search.assignment, "choose best or rotate")
     need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
     need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
          "choose sobol, lhs or random")

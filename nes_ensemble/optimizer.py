@@ -87,7 +87,7 @@ class Optimizer:
                       for x in initial_design(n_init, self.dim, self.cfg.search.init_design, self.seed)]
 
     def _auto_init(self) -> int:
-        n = max(10, 3 * self.dim)
+        n = max(20, 6 * self.dim)
         budget = self.cfg.budget
         return min(n, max(2, budget // 4)) if budget else n
 
@@ -230,40 +230,24 @@ class Optimizer:
         self.trained_on = n_ok
 
     def sibling_bests(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each member's best point: the best evaluation it proposed, kept apart from its siblings'.
+        """Each member's best point: the best evaluation it proposed, else the pool's next-best point.
 
-        Members are visited from the best find down; a member's point must lie at least
-        ``search.niche * sqrt(dim)`` from the points of better members (else its next-best find,
-        else the pool's best point that is far enough), so the siblings' best points cover several
-        basins instead of piling up in one. Returns x [k, d] (unit cube), y [k], and whether the
-        point is the member's own find [k].
+        Returns x [k, d] (unit cube), y [k] and whether the point is the member's own find [k].
         """
         k = self.population.size
         ok = np.flatnonzero(self.pool.ok)
         order = ok[np.argsort(-self.pool.y[ok], kind="stable")]
         member = self.pool.column("member")[order] if len(self.pool) else np.empty(0, dtype=int)
-        radius = self.cfg.search.niche * np.sqrt(self.dim)
-        first = {}
-        for pos, m in enumerate(member):
-            first.setdefault(int(m), pos)
-        visit = sorted(range(k), key=lambda r: first.get(r, len(order)))
         xs, ys, own = np.empty((k, self.dim)), np.empty(k), np.zeros(k, dtype=bool)
-        chosen: list[int] = []
-        for r in visit:  # k is small and this runs once a round, outside the hot path
-            free = np.ones(len(order), dtype=bool)
-            if chosen and radius > 0:
-                d = np.linalg.norm(self.pool.x[order][:, None, :] - self.pool.x[chosen][None], axis=-1)
-                free = d.min(1) >= radius
-            free &= ~np.isin(order, chosen)
-            mine = np.flatnonzero(free & (member == r))
+        fallback = 0
+        for r in range(k):  # k is small and this runs once a round, outside the hot path
+            mine = np.flatnonzero(member == r)
             if mine.size:
-                pos, own[r] = mine[0], True
-            elif free.any():
-                pos = int(np.argmax(free))
+                i, own[r] = order[mine[0]], True
             else:
-                pos = len(chosen) % len(order)
-            chosen.append(int(order[pos]))
-            xs[r], ys[r] = self.pool.x[order[pos]], self.pool.y[order[pos]]
+                i = order[min(fallback, len(order) - 1)]
+                fallback += 1
+            xs[r], ys[r] = self.pool.x[i], self.pool.y[i]
         return xs, ys, own
 
     def _taken(self) -> np.ndarray:
@@ -284,26 +268,16 @@ class Optimizer:
         refs = np.concatenate([best_y, np.full(s.random_starts, global_best)])
         starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
         ends, pred = ascend(self.population, starts, int(round(self.schedule.steps)), s.ascent_lr)
-        if s.explore > 0 and k > 1:
-            # score each end point by its member's prediction plus the population's disagreement there
-            flat = ends.reshape(1, -1, self.dim).expand(k, -1, -1)
-            with torch.no_grad():
-                spread = self.population.forward(flat).std(0).view(k, -1)
-            pred_score = (pred + s.explore * spread).numpy()
-        else:
-            pred_score = pred.numpy()
         ends, pred = ends.numpy().astype(float), pred.numpy()
 
         n_prop = min(k, s.proposals_per_round or k)
         proposers = [(self.round * n_prop + i) % k for i in range(n_prop)]
         taken = self._taken()
         chosen: list[_Proposal] = []
-        for i, r in enumerate(proposers):
-            order = np.argsort(-pred_score[r], kind="stable")
-            if s.assignment == "rotate":  # member r climbs from one sibling's point, a new one each round
+        for r in proposers:
+            order = np.argsort(-pred[r], kind="stable")
+            if s.assignment == "rotate":  # member r climbs from one sibling's point, a new sibling each round
                 order = order[(order == (r + self.round) % k) | (order >= k)]
-            if i < s.explorers:  # explorers pick among the ascents from random starts only
-                order = order[order >= k]
             ok = distinct(ends[r][order], taken, s.min_distance)
             j = order[np.argmax(ok)] if ok.any() else order[0]
             x = ends[r][j] if ok.any() else gaussian(ends[r][j][None], self.schedule.sigma, self.rng)[0]
@@ -443,26 +417,39 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300,
     start = time.perf_counter()
     opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=int(budget),
                     **overrides)
-    while opt.n_evaluations < budget:
-        X = opt.ask()
-        X = X[: budget - opt.n_evaluations]
+
+    def evaluate(X: np.ndarray) -> np.ndarray:
         if batched:
             y = np.asarray(fn(X), dtype=float).reshape(-1)
             if y.shape[0] != X.shape[0]:
-                opt.pending.clear()
                 raise ValueError(f"fn returned {y.shape[0]} values for {X.shape[0]} points (batched=True)")
-            opt.tell(X, y)
+            return y
+        return np.array([_scalar(fn(x)) for x in X])  # called with one row at a time by drive
+
+    drive(opt, evaluate, int(budget), callback, batched=batched)
+    best_x, best_y = opt.best
+    return Result(best_x, best_y, opt._to_native(opt.pool.x), opt.sign * opt.pool.y, opt.history(),
+                  list(opt.events), time.perf_counter() - start)
+
+
+def drive(opt: Optimizer, evaluate: Callable[[np.ndarray], np.ndarray], budget: int,
+          callback: Callable[[Optimizer], None] | None = None, batched: bool = False) -> None:
+    """Run the ask / evaluate / tell loop until ``budget`` evaluations are in the pool.
+
+    ``evaluate`` maps points [m, n] to values [m] in the user's sign. Unless ``batched``, it is
+    called one point at a time and each result is told at once, so an error in the objective
+    loses nothing evaluated before it. Proposals asked beyond the budget are dropped unevaluated.
+    """
+    while opt.n_evaluations < budget:
+        X = opt.ask()[: budget - opt.n_evaluations]
+        if batched:
+            opt.tell(X, evaluate(X))
         else:
             for x in X:
-                opt.tell(x[None], [_scalar(fn(x))])
-        opt.pending.clear()  # asked beyond the budget and never evaluated
-        opt.queue.clear() if opt.n_evaluations >= budget else None
+                opt.tell(x[None], evaluate(x[None]))
+        opt.pending.clear()
         if callback is not None:
             callback(opt)
-    best_x, best_y = opt.best
-    hist = opt.history()
-    return Result(best_x, best_y, opt._to_native(opt.pool.x), opt.sign * opt.pool.y, hist, list(opt.events),
-                  time.perf_counter() - start)
 
 
 def _scalar(value: Any) -> float:

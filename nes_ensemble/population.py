@@ -90,14 +90,6 @@ class Population:
         self.sparsity = cfg.sparsity_min + torch.rand(k, generator=g) * (cfg.sparsity_max - cfg.sparsity_min)
         self.mask = self._make_mask(g)
         self.theta = self._init_weights(g) * self.mask
-        # a fixed random prior function per member (a random-Fourier-feature draw from a GP with an
-        # RBF kernel), added to the network's output: where the pool has no data the members disagree
-        # in random, smooth ways, which is what makes their maxima explore (randomized prior functions)
-        m = cfg.prior_features
-        self.prior_scale = cfg.prior_scale
-        self.prior_w = torch.randn(k, dim, m, generator=g) / cfg.prior_lengthscale
-        self.prior_b = torch.rand(k, 1, m, generator=g) * 2 * math.pi
-        self.prior_a = torch.randn(k, m, 1, generator=g) * math.sqrt(2.0 / m)
 
     @property
     def size(self) -> int:
@@ -142,14 +134,7 @@ class Population:
     def forward(self, x: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
         """Predict for every member: x [members, n, dim] in the unit cube -> [members, n]."""
         theta = (self.theta if theta is None else theta) * self.mask
-        return forward(self.layout, theta, x, self.act, self.act_names, self.gates()) + self.prior(x)
-
-    def prior(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's fixed prior function at x [members, n, dim] -> [members, n]."""
-        if self.prior_scale == 0:
-            return torch.zeros(x.shape[:2])
-        feats = torch.cos(torch.baddbmm(self.prior_b, x, self.prior_w))
-        return self.prior_scale * torch.bmm(feats, self.prior_a).squeeze(-1)
+        return forward(self.layout, theta, x, self.act, self.act_names, self.gates())
 
 
 def forward(layout: Layout, theta: torch.Tensor, x: torch.Tensor, act: torch.Tensor,

@@ -42,7 +42,7 @@ def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float) -> tupl
     gates = pop.gates()
 
     def predict(z: torch.Tensor) -> torch.Tensor:
-        return forward(pop.layout, theta, z, pop.act, pop.act_names, gates) + pop.prior(z)
+        return forward(pop.layout, theta, z, pop.act, pop.act_names, gates)
 
     for t in range(1, steps + 1):
         x.requires_grad_(True)
@@ -119,7 +119,7 @@ def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> 
     alive = torch.ones(starts.shape[:2], dtype=torch.bool)
     for _ in range(cfg.original_steps):
         x.requires_grad_(True)
-        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, gates) + pop.prior(x)
+        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, gates)
         (g,) = torch.autograd.grad(pred.sum(), x)
         with torch.no_grad():
             x = x.detach() + cfg.original_step_size * g / (g.norm(dim=-1, keepdim=True) + 1e-12)
