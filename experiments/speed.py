@@ -74,9 +74,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=EnsembleConfig.train_steps)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=EnsembleConfig.batch_size)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ens = EnsembleConfig(members=args.members, activations=["tanh", "relu", "silu"])
+    ens = EnsembleConfig(members=args.members, batch_size=args.batch)
     h6 = make_problem("hartmann6")
     rng = np.random.default_rng(0)
     xs = rng.random((args.pool, 6))
@@ -93,7 +94,7 @@ def main() -> None:
         tl = looped(pop, x, y, starts, args.steps, ascent_steps, ens.batch_size, g)
         rows.append({"repeat": rep, "vectorized s": tb, "python loop s": tl, "ratio": tl / tb})
     runs = pd.DataFrame(rows)
-    table = pd.DataFrame([{"members": args.members, "pool": args.pool, "train steps": args.steps,
+    table = pd.DataFrame([{"members": args.members, "pool": args.pool, "batch": args.batch, "train steps": args.steps,
                            "ascent steps": ascent_steps, "vectorized s (median)": runs["vectorized s"].median(),
                            "python loop s (median)": runs["python loop s"].median(),
                            "speed-up (median ratio)": runs["ratio"].median()}])

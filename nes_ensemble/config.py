@@ -19,7 +19,7 @@ class EnsembleConfig:
     """The population of surrogate networks and how each member is trained on the pool."""
 
     members: int = 10  # k: networks in the population
-    widths: list[int] = field(default_factory=lambda: [32, 48, 64])  # hidden width, drawn per member
+    widths: list[int] = field(default_factory=lambda: [32, 64])  # hidden width, drawn per member
     depths: list[int] = field(default_factory=lambda: [2, 3])  # hidden layers, drawn per member
     activations: list[str] = field(default_factory=lambda: ["tanh", "silu", "relu"])
     optimizers: list[str] = field(default_factory=lambda: ["adam", "rmsprop", "rprop"])  # in turn
@@ -32,7 +32,7 @@ class EnsembleConfig:
     y_transform: str = "rank"  # standardize | rank (Gaussian copula of ranks, robust to outliers)
     train_steps_initial: int = 400  # steps after the initial design
     train_steps: int = 80  # warm-started steps after each round of new evaluations
-    batch_size: int = 512  # full batch up to this pool size, per-member minibatches beyond it
+    batch_size: int = 128  # full batch up to this pool size, per-member minibatches beyond it
     bootstrap: bool = True  # each member weighs samples by its own Poisson(1) draw (bagging)
 
 

@@ -81,8 +81,9 @@ class Population:
         self.width = torch.tensor(cfg.widths)[pick(cfg.widths, k)]
         self.depth = torch.tensor(cfg.depths)[pick(cfg.depths, k)]
         self.act_names = list(cfg.activations)
-        act_idx = torch.arange(k) % len(self.act_names)  # in turn, so every activation is present
-        self.act = torch.nn.functional.one_hot(act_idx[torch.randperm(k, generator=g)], len(self.act_names)).float()
+        # every activation present, members that share one side by side (so it is one call per block)
+        act_idx = torch.sort(torch.arange(k) % len(self.act_names)).values
+        self.act = torch.nn.functional.one_hot(act_idx, len(self.act_names)).float()
         # optimizers in turn, as in the original benchmark (RMSprop, Rprop, Adam, ...)
         self.optimizer = torch.tensor([OPTIMIZERS.index(cfg.optimizers[i % len(cfg.optimizers)]) for i in range(k)])
         self.lr = log_uniform(cfg.lr_min, cfg.lr_max, k)
@@ -142,15 +143,27 @@ def forward(layout: Layout, theta: torch.Tensor, x: torch.Tensor, act: torch.Ten
     """Batched MLP: one baddbmm per layer for all members (theta already masked)."""
     v = layout.views(theta)
     k = theta.shape[0]
-    a = act.view(k, 1, 1, -1)
-
-    def activate(z: torch.Tensor) -> torch.Tensor:
-        if len(act_names) == 1:
-            return _ACTS[act_names[0]](z)
-        return sum(a[..., j] * _ACTS[name](z) for j, name in enumerate(act_names))
-
+    activate = _activation(act, act_names)
     h = activate(torch.baddbmm(v["b0"].unsqueeze(1), 2 * x - 1, v["w0"]))
     for i in range(1, layout.depth):
         g = gates[:, i - 1].view(k, 1, 1)
         h = g * activate(torch.baddbmm(v[f"b{i}"].unsqueeze(1), h, v[f"w{i}"])) + (1 - g) * h
     return torch.baddbmm(v["bo"].unsqueeze(1), h, v["wo"]).squeeze(-1)
+
+
+def _activation(act: torch.Tensor, act_names: list[str]):
+    """Each member's own activation on z [members, ...]: one call per activation on its block of members.
+
+    Members that share an activation usually sit in one contiguous block (the population is built
+    that way), so the blocks are slices; otherwise every activation is computed and mixed.
+    """
+    ids = act.argmax(1)
+    if len(act_names) == 1 or bool((ids == ids[0]).all()):
+        fn = _ACTS[act_names[int(ids[0])]]
+        return fn
+    if bool((ids[1:] >= ids[:-1]).all()):
+        bounds = torch.searchsorted(ids, torch.arange(len(act_names) + 1)).tolist()
+        blocks = [(_ACTS[n], bounds[j], bounds[j + 1]) for j, n in enumerate(act_names) if bounds[j] < bounds[j + 1]]
+        return lambda z: torch.cat([fn(z[a:b]) for fn, a, b in blocks])
+    a = act.view(act.shape[0], *([1] * 2), -1)
+    return lambda z: sum(a[..., j] * _ACTS[name](z) for j, name in enumerate(act_names))

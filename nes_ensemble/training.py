@@ -43,27 +43,27 @@ def optimizer_step(pop: Population, state: OptimizerState, grad: torch.Tensor) -
     lr = pop.lr[:, None]
     state.t += 1
     t = state.t[:, None]
+    adam = (kind == _ADAM).float()
+    rms = (kind == _RMSPROP).float()
 
-    # Adam (first and second moments with bias correction)
-    state.m.mul_(0.9).add_(0.1 * grad)
-    is_rms = kind == _RMSPROP
-    beta2 = torch.where(is_rms, torch.tensor(0.99), torch.tensor(0.999))
-    state.v.mul_(beta2).add_((1 - beta2) * grad * grad)
-    m_hat = state.m / (1 - 0.9 ** t)
-    v_hat = state.v / (1 - beta2 ** t)
-    adam = m_hat / (v_hat.sqrt() + _EPS)
-    # RMSprop (no momentum, no bias correction, as torch's default)
-    rms = grad / (state.v.sqrt() + _EPS)
-    # Rprop: only the sign of the gradient; per-weight step sizes grow while the sign holds
-    sign = torch.sign(grad * state.prev)
-    factor = torch.where(sign > 0, 1.2, torch.where(sign < 0, 0.5, 1.0))
-    state.step.mul_(factor).clamp_(1e-6, 1.0)
-    rgrad = torch.where(sign < 0, torch.zeros_like(grad), grad)
-    rprop = torch.sign(rgrad) * state.step / lr  # divided by lr: multiplied back below
-    state.prev.copy_(rgrad)
-
-    update = torch.where(kind == _ADAM, adam, torch.where(is_rms, rms, rprop))
-    pop.theta.mul_(1 - lr * pop.weight_decay[:, None]).sub_(lr * update)
+    # Adam and RMSprop share one form, num / (sqrt(v / bc2) + eps): Adam with its moment and bias
+    # corrections, RMSprop (torch's default: no momentum, no correction) with the raw gradient
+    beta2 = 0.999 * adam + 0.99 * (1 - adam)
+    state.m.mul_(0.9).add_(grad, alpha=0.1)
+    state.v.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
+    bc1 = adam * (1 - 0.9 ** t) + (1 - adam)
+    bc2 = adam * (1 - beta2 ** t) + (1 - adam)
+    num = state.m * (adam / bc1) + grad * rms
+    update = num.div_((state.v / bc2).sqrt_().add_(_EPS))
+    if bool((kind == _RPROP).any()):
+        # Rprop: only the gradient's sign; per-weight step sizes grow while the sign holds
+        sign = torch.sign(grad * state.prev)
+        state.step.mul_(torch.where(sign > 0, 1.2, torch.where(sign < 0, 0.5, 1.0))).clamp_(1e-6, 1.0)
+        rgrad = grad.masked_fill(sign < 0, 0.0)
+        state.prev.copy_(rgrad)
+        rprop = (kind == _RPROP).expand_as(update)
+        update = torch.where(rprop, torch.sign(rgrad) * state.step / lr, update)  # lr multiplies back below
+    pop.theta.mul_(1 - lr * pop.weight_decay[:, None]).sub_(update.mul_(lr))
     pop.theta.mul_(pop.mask)
 
 
@@ -80,12 +80,16 @@ def fit(pop: Population, state: OptimizerState, x: torch.Tensor, y: torch.Tensor
         xb = x.unsqueeze(0).expand(k, n, x.shape[1])
         yb = y.unsqueeze(0).expand(k, n)
         wb = weights / weights.sum(1, keepdim=True).clamp_min(_EPS)
+    else:  # minibatches drawn in proportion to each member's weights, by inverting their running sum
+        cum = weights.cumsum(1)
+        cum = cum / cum[:, -1:]
+        wb = torch.full((k, batch_size), 1.0 / batch_size)
     loss = torch.zeros(k)
     for _ in range(steps):
         if not full:
-            idx = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+            u = torch.rand(k, batch_size, generator=generator)
+            idx = torch.searchsorted(cum, u).clamp_(max=n - 1)
             xb, yb = x[idx], y[idx]
-            wb = torch.full((k, batch_size), 1.0 / batch_size)
         theta = pop.theta.detach().requires_grad_(True)
         pred = pop.forward(xb, theta)
         per_member = (wb * (pred - yb) ** 2).sum(1)

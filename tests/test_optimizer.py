@@ -132,3 +132,18 @@ def test_finds_hartmann6_optimum_on_a_fixed_seed():
     result = ne.optimize(h6, h6.bounds, budget=300, seed=1)
     assert h6.regret(result.best_x) < 0.01
     assert h6.distance(result.best_x) < 0.05
+
+
+@pytest.mark.slow
+def test_hartmann6_median_regret_over_five_seeds():
+    """The headline check with fewer seeds (experiments/hartmann_benchmark.py runs ten)."""
+    h6 = ne.make_problem("hartmann6")
+    regrets = [h6.regret(ne.optimize(h6, h6.bounds, budget=300, seed=s).best_x) for s in range(5)]
+    assert np.median(regrets) < 0.01, regrets
+
+
+@pytest.mark.slow
+def test_noisy_branin_gets_close_to_a_global_optimum():
+    branin = ne.make_problem("branin", noise_std=0.1, seed=0)
+    result = ne.optimize(branin, branin.bounds, budget=120, seed=0)
+    assert branin.distance(result.best_x) < 0.5

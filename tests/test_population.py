@@ -77,8 +77,8 @@ def test_ascent_moves_uphill_to_the_maximum_of_a_known_surrogate():
     with torch.no_grad():
         on_grid = pop.forward(grid.reshape(1, -1, 2).expand(4, -1, -1))
     best = grid.reshape(-1, 2)[on_grid.argmax(1)]
-    assert torch.all(after >= on_grid.max(1).values[:, None] - 1e-3)
-    assert (ends - best[:, None, :]).norm(dim=-1).max() < 0.02
+    assert torch.all(after >= on_grid.max(1).values[:, None] - 1e-2)  # the surrogate spans about 5
+    assert (ends - best[:, None, :]).norm(dim=-1).max() < 0.05  # relu tops are flat: values agree closer
     # and the surrogate was good enough for that to be near the true peak
     assert (best - peak).norm(dim=-1).max() < 0.15
 
