@@ -75,9 +75,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=EnsembleConfig.batch_size)
+    parser.add_argument("--widths", default="", help="comma-separated hidden widths (default: the config's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ens = EnsembleConfig(members=args.members, batch_size=args.batch)
+    if args.widths:
+        ens.widths = [int(w) for w in args.widths.split(",")]
     h6 = make_problem("hartmann6")
     rng = np.random.default_rng(0)
     xs = rng.random((args.pool, 6))
@@ -94,12 +97,14 @@ def main() -> None:
         tl = looped(pop, x, y, starts, args.steps, ascent_steps, ens.batch_size, g)
         rows.append({"repeat": rep, "vectorized s": tb, "python loop s": tl, "ratio": tl / tb})
     runs = pd.DataFrame(rows)
-    table = pd.DataFrame([{"members": args.members, "pool": args.pool, "batch": args.batch, "train steps": args.steps,
+    table = pd.DataFrame([{"members": args.members, "widths": ",".join(map(str, ens.widths)), "pool": args.pool,
+                           "batch": args.batch, "train steps": args.steps,
                            "ascent steps": ascent_steps, "vectorized s (median)": runs["vectorized s"].median(),
                            "python loop s (median)": runs["python loop s"].median(),
                            "speed-up (median ratio)": runs["ratio"].median()}])
     command = "python experiments/speed.py " + " ".join(sys.argv[1:])
-    save_table(table, "speed", "Vectorized population vs Python loop over members", command.strip())
+    name = "speed" + (f"_w{args.widths.replace(',', '-')}" if args.widths else "")
+    save_table(table, name, "Vectorized population vs Python loop over members", command.strip())
 
 
 if __name__ == "__main__":
