@@ -268,6 +268,10 @@ class Optimizer:
         refs = np.concatenate([best_y, np.full(s.random_starts, global_best)])
         starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
         ends, pred = ascend(self.population, starts, int(round(self.schedule.steps)), s.ascent_lr)
+        if s.select == "mean" and k > 1:  # judge every end point by the whole population's mean
+            with torch.no_grad():
+                flat = ends.reshape(1, -1, self.dim).expand(k, -1, -1)
+                pred = self.population.forward(flat).mean(0).view(k, -1)
         ends, pred = ends.numpy().astype(float), pred.numpy()
 
         n_prop = min(k, s.proposals_per_round or k)
