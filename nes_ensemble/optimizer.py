@@ -59,12 +59,13 @@ class Optimizer:
     """
 
     def __init__(self, bounds: Sequence[Sequence[float]], config: Mapping[str, Any] | DictConfig | None = None,
-                 seed: int = 0, direction: str = "maximize", **overrides: Any):
+                 seed: int | None = 0, direction: str = "maximize", **overrides: Any):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction={direction!r}: choose maximize or minimize")
         self.bounds = check_bounds(bounds)
         self.cfg = make_config(config, **overrides)
-        self.seed = int(seed)
+        # seed=None: a fresh seed, kept in opt.seed so the run can be repeated
+        self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         self.sign = 1.0 if direction == "maximize" else -1.0
         self.dim = self.bounds.shape[0]
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -407,7 +408,7 @@ class Optimizer:
         return opt
 
 
-def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int = 0,
+def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int | None = 0,
              strategy: str = "nes", *, batched: bool = False, direction: str = "maximize",
              callback: Callable[[Optimizer], None] | None = None, **overrides: Any) -> Result:
     """Maximize (or minimize) ``fn`` over ``bounds`` with exactly ``budget`` evaluations.

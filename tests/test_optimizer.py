@@ -46,6 +46,12 @@ def test_same_seed_same_result_and_other_seed_differs():
     assert not np.array_equal(a.X, c.X)
 
 
+def test_seed_none_draws_a_seed_that_repeats_the_run():
+    a = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=None)
+    b = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=a.seed)
+    np.testing.assert_array_equal(a.ask(5), b.ask(5))
+
+
 def test_ask_again_before_tell_gives_new_points_and_tell_in_any_order():
     opt = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=0)
     first = opt.ask(3)
