@@ -57,6 +57,9 @@ class SearchConfig:
     sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
     sigma_min: float = 1e-4
     sigma_max: float = 0.3
+    restart_patience: int = 0  # rounds without gain before the search leaves its basin; 0 = never
+    restart_radius: float = 0.1  # a basin left behind is this radius (times sqrt(dim)) around its best point
+    restart_points: int = 0  # space-filling points after a restart; 0 = half the initial design
     min_distance: float = 1e-4  # proposals closer than this to an evaluated point are jittered
     windows: bool = False  # per-member windows over the pool, rotated (the Go benchmark's scheme)
     window_size: int = 0  # 0 = pool size / members at the first rotation, rounded down to tens

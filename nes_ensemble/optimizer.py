@@ -82,6 +82,8 @@ class Optimizer:
         self.paths: dict[int, list[float]] = {}  # original scheme: [best y on path, steps without gain]
         self.ascent_tally = [0, 0]  # successes, trials since the last schedule update
         self.surrogate_error = float("nan")
+        self.basins = np.empty((0, self.dim))  # centres of basins a restart has left (unit cube)
+        self.stall, self.last_best = 0, -np.inf
         self.events: list[dict] = []
         n_init = self.cfg.search.n_init or self._auto_init()
         self.queue = [_Proposal(x, Provenance("initial"))
@@ -237,6 +239,8 @@ class Optimizer:
         """
         k = self.population.size
         ok = np.flatnonzero(self.pool.ok)
+        fresh = ok[self._outside_basins(self.pool.x[ok])]
+        ok = fresh if fresh.size else ok
         order = ok[np.argsort(-self.pool.y[ok], kind="stable")]
         member = self.pool.column("member")[order] if len(self.pool) else np.empty(0, dtype=int)
         xs, ys, own = np.empty((k, self.dim)), np.empty(k), np.zeros(k, dtype=bool)
@@ -259,10 +263,45 @@ class Optimizer:
             parts.append(np.stack([p.x for p in self.queue]))
         return np.concatenate(parts)
 
+    def _outside_basins(self, x: np.ndarray) -> np.ndarray:
+        """Mask of points x [m, d] farther than the restart radius from every basin left behind."""
+        if not len(self.basins):
+            return np.ones(len(x), dtype=bool)
+        radius = self.cfg.search.restart_radius * np.sqrt(self.dim)
+        return np.linalg.norm(x[:, None, :] - self.basins[None], axis=-1).min(1) > radius
+
+    def _stagnated(self, best: float) -> bool:
+        """Count rounds without a gain of the best point outside the basins left; True when it is time to leave."""
+        patience = self.cfg.search.restart_patience
+        y = self.pool.y[self.pool.ok]
+        if best > self.last_best + 1e-3 * (y.std() + 1e-12):
+            self.stall, self.last_best = 0, best
+        else:
+            self.stall += 1
+        return patience > 0 and self.stall >= patience
+
+    def _restart(self, x_best: np.ndarray) -> None:
+        """Leave the basin around x_best: later proposals avoid it, and a fresh space-filling batch re-explores."""
+        s = self.cfg.search
+        self.basins = np.concatenate([self.basins, x_best[None]])
+        self.stall, self.last_best = 0, -np.inf
+        self.schedule = Schedule.start(s)
+        n = s.restart_points or max(2, (s.n_init or self._auto_init()) // 2)
+        seed = self.seed + 7919 * len(self.basins)
+        design = initial_design(n, self.dim, s.init_design, seed)
+        design = design[self._outside_basins(design)]
+        self.queue.extend(_Proposal(x, Provenance("random", round=self.round)) for x in design)
+        self.events.append({"event": "restart", "evaluations": len(self.pool), "basin": x_best.tolist()})
+
     def _plan_surrogate(self) -> None:
         s = self.cfg.search
         k = self.population.size
         bests, best_y, _ = self.sibling_bests()
+        if self._stagnated(float(best_y.max())):
+            self._restart(bests[int(np.argmax(best_y))])
+            if self.queue:
+                return
+            bests, best_y, _ = self.sibling_bests()
         global_best = self.pool.y[self.pool.best_index()]
         randoms = self.rng.random((s.random_starts, self.dim))
         starts_np = np.concatenate([bests, randoms])
@@ -274,6 +313,9 @@ class Optimizer:
                 flat = ends.reshape(1, -1, self.dim).expand(k, -1, -1)
                 pred = self.population.forward(flat).mean(0).view(k, -1)
         ends, pred = ends.numpy().astype(float), pred.numpy()
+        if len(self.basins):  # never propose inside a basin already left
+            inside = ~self._outside_basins(ends.reshape(-1, self.dim)).reshape(pred.shape)
+            pred = np.where(inside, -np.inf, pred)
 
         n_prop = min(k, s.proposals_per_round or k)
         proposers = [(self.round * n_prop + i) % k for i in range(n_prop)]
@@ -283,6 +325,13 @@ class Optimizer:
             order = np.argsort(-pred[r], kind="stable")
             if s.assignment == "rotate":  # member r climbs from one sibling's point, a new sibling each round
                 order = order[(order == (r + self.round) % k) | (order >= k)]
+            order = order[np.isfinite(pred[r][order])]
+            if not order.size:  # every end point lies in a basin already left: sample elsewhere
+                x = self.rng.random((64, self.dim))
+                x = x[np.argmax(self._outside_basins(x))]
+                chosen.append(_Proposal(x, Provenance("random", member=r, round=self.round)))
+                taken = np.concatenate([taken, x[None]])
+                continue
             ok = distinct(ends[r][order], taken, s.min_distance)
             j = order[np.argmax(ok)] if ok.any() else order[0]
             x = ends[r][j] if ok.any() else gaussian(ends[r][j][None], self.schedule.sigma, self.rng)[0]

@@ -153,3 +153,17 @@ def test_noisy_branin_gets_close_to_a_global_optimum():
     branin = ne.make_problem("branin", noise_std=0.1, seed=0)
     result = ne.optimize(branin, branin.bounds, budget=120, seed=0)
     assert branin.distance(result.best_x) < 0.5
+
+
+def test_restart_leaves_a_stagnant_basin_and_proposes_outside_it():
+    result = ne.optimize(sphere, [(0, 1)] * 2, budget=120, seed=0,
+                         search={"restart_patience": 2, "restart_radius": 0.1}, **SMALL)
+    restarts = [e for e in result.lineage if e["event"] == "restart"]
+    assert restarts, "a converged search on a sphere must stagnate and restart"
+    basin = np.array(restarts[0]["basin"])
+    after = result.history.iloc[restarts[0]["evaluations"]:]
+    moved = after[after.source.isin(["ascent", "random"])]
+    assert len(moved) > 0
+    distance = np.linalg.norm(moved[["x0", "x1"]].to_numpy() - basin, axis=1)
+    assert distance.min() > 0.1 * np.sqrt(2)
+    assert len(result.y) == 120
