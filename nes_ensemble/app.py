@@ -6,7 +6,6 @@ writes the history and plots into the Hydra run directory and tracks the run in 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -23,8 +22,6 @@ from .optimizer import Optimizer, drive
 from .plots import convergence_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .tracking import Tracker, default_uri
-
-log = logging.getLogger("nes_ensemble")
 
 ConfigStore.instance().store(name="base_config", node=AppConfig)
 # the project's conf/ folder (the package is installed in editable mode from the project root)

@@ -75,7 +75,6 @@ class Optimizer:
         self.opt_state = OptimizerState.zeros(self.population)
         self.schedule = Schedule.start(self.cfg.search)
         self.sample_weights = np.empty((self.population.size, 0))
-        self.queue: list[_Proposal] = []
         self.pending: list[tuple[np.ndarray, _Proposal]] = []  # (native x as returned by ask, proposal)
         self.round = 0
         self.trained_on = 0
@@ -86,7 +85,7 @@ class Optimizer:
         self.stall, self.last_best = 0, -np.inf
         self.events: list[dict] = []
         n_init = self.cfg.search.n_init or self._auto_init()
-        self.queue = [_Proposal(x, Provenance("initial"))
+        self.queue: list[_Proposal] = [_Proposal(x, Provenance("initial"))
                       for x in initial_design(n_init, self.dim, self.cfg.search.init_design, self.seed)]
 
     def _auto_init(self) -> int:

@@ -8,7 +8,9 @@ and the run directory still holds everything.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 import warnings
 from typing import Any, Mapping
 
@@ -80,9 +82,6 @@ class Tracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """One log_batch call for all metrics of a round."""
-        import math
-        import time
-
         def do() -> None:
             now = int(time.time() * 1000)
             batch = [self._Metric(k, float(v), now, step) for k, v in metrics.items()

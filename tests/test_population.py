@@ -1,6 +1,4 @@
-import math
 
-import numpy as np
 import torch
 
 from nes_ensemble.config import EnsembleConfig
