@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import pandas as pd
 
-from common import run_parallel, save_table
+from common import RESULTS, run_parallel, save_table
 
 import nes_ensemble as ne
 
@@ -34,14 +35,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default='{"own": {"search": {"select": "own"}}, "mean": {}}')
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--problems", default="", help="comma-separated subset of the problems (default: all)")
+    parser.add_argument("--seeds", type=int, default=0, help="seeds per problem (default: 8 for Hartmann-6, 3 others)")
+    parser.add_argument("--name", default="ablation", help="results file name under experiments/results/")
     args = parser.parse_args()
     variants = json.loads(args.variants)
-    tasks = [(n, ov, pr, d, s, b) for n, ov in variants.items() for pr, d, seeds, b in PROBLEMS for s in range(seeds)]
+    chosen = [p for p in PROBLEMS if not args.problems or p[0] in args.problems.split(",")]
+    tasks = [(n, ov, pr, d, s, b) for n, ov in variants.items() for pr, d, seeds, b in chosen
+             for s in range(args.seeds or seeds)]
     runs = pd.DataFrame(run_parallel(task, tasks, args.workers))
     table = runs.pivot_table(index="variant", columns="problem", values="regret", aggfunc="median")
     table = table.reindex(list(variants)).reset_index()
     command = "python experiments/ablation.py " + " ".join(f"'{a}'" if a.startswith("{") else a for a in sys.argv[1:])
-    save_table(table, "ablation", "Median simple regret by search setting (lower is better)", command.strip())
+    os.makedirs(RESULTS, exist_ok=True)
+    runs.to_csv(os.path.join(RESULTS, f"{args.name}_runs.csv"), index=False)
+    save_table(table, args.name, "Median simple regret by search setting (lower is better)", command.strip())
 
 
 if __name__ == "__main__":

@@ -10,13 +10,14 @@ the optimum, and seconds per run (ratios are what to compare: this machine is sh
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 import pandas as pd
 
-from common import iqr, run_parallel, save_table
+from common import RESULTS, iqr, run_parallel, save_table
 
 import nes_ensemble as ne
 
@@ -84,7 +85,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     command = "python experiments/hartmann_benchmark.py " + " ".join(sys.argv[1:])
     save_table(table, "hartmann_benchmark", f"Hartmann-6, {args.budget} evaluations, {args.seeds} seeds", command.strip())
-    runs.to_csv("experiments/results/hartmann_benchmark_runs.csv", index=False)
+    runs.to_csv(os.path.join(RESULTS, "hartmann_benchmark_runs.csv"), index=False)
 
 
 if __name__ == "__main__":

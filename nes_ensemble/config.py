@@ -57,6 +57,9 @@ class SearchConfig:
     sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
     sigma_min: float = 1e-4
     sigma_max: float = 0.3
+    basins: int = 1  # distinct regions searched at once: the best one, and basins - 1 runners-up
+    basin_share: float = 0.3  # fraction of the members that climb from the runners-up
+    basin_radius: float = 0.15  # regions are distinct when their best points lie this far apart (times sqrt(dim))
     restart_patience: int = 0  # rounds without gain before the search leaves its basin; 0 = never
     restart_radius: float = 0.1  # a basin left behind is this radius (times sqrt(dim)) around its best point
     restart_points: int = 0  # space-filling points after a restart; 0 = half the initial design
@@ -73,10 +76,35 @@ class SearchConfig:
 
 
 @dataclass
+class EvolutionConfig:
+    """The population manager of ``strategy=nes``: fork, train forks apart, NES-weighted merge, replace."""
+
+    every: int = 40  # evaluations between generations; 0 = never
+    parents: int = 3  # members forked per generation (the best by test-then-train error)
+    children: int = 4  # forks per parent
+    fork_steps: int = 80  # training steps of the forks, on the pool without its newest evaluations
+    eta: float = 1.0  # merge step: parent += eta * sum_i u_i (fork_i - parent), utilities u sum to one
+    sigma_lr: float = 0.3  # fork perturbation of log learning rate
+    sigma_weight_decay: float = 0.5  # of log weight decay
+    sigma_sparsity: float = 0.05  # of the sparsity (fraction of weights masked)
+    widen: float = 0.25  # probability that a fork doubles its hidden width (up to the widest of ensemble.widths)
+    replace_factor: float = 2.0  # a member whose error exceeds this times the best's becomes a copy of it; 0 = never
+    error_smoothing: float = 0.3  # weight of the newest test-then-train error in each member's moving average
+
+
+@dataclass
 class StrategyConfig:
-    """Which algorithm proposes points: the network population (nes, sgd) or a baseline."""
+    """Which algorithm proposes points: the network population (nes, sgd, es, nes_es) or a baseline.
+
+    nes: SGD-trained members with evolution (fork / merge) on top (the default); sgd: SGD-trained, no
+    evolution; es: members trained by evolution strategies (PGPE) instead of back-propagation, no
+    evolution; nes_es: ES-trained members with evolution on top.
+    """
 
     name: str = "nes"
+    es_popsize: int = 16  # es, nes_es: candidate networks per member per generation (antithetic pairs)
+    es_stdev: float = 0.02  # initial standard deviation of the weight perturbations
+    es_lr: float = 0.02  # Adam step of each member's centre
 
 
 @dataclass
@@ -110,6 +138,7 @@ class OptimizerConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     budget: int = 0  # known budget (0 = unknown); lets the initial design size itself
 
 
@@ -125,7 +154,7 @@ class AppConfig(OptimizerConfig):
     threads: int = 1  # torch CPU threads per run (1 keeps parallel sweep jobs from fighting over cores)
 
 
-_GROUPS = ("strategy", "ensemble", "search")
+_GROUPS = ("strategy", "ensemble", "search", "evolution")
 
 
 def make_config(config: Mapping[str, Any] | DictConfig | None = None, **overrides: Any) -> DictConfig:
@@ -192,14 +221,25 @@ def check(cfg: DictConfig) -> None:
          "must not exceed search.ascent_steps_max")
     need(0 < search.sigma_min <= search.sigma_init <= search.sigma_max, "search.sigma_init", search.sigma_init,
          "need sigma_min <= sigma_init <= sigma_max, all positive")
+    st = cfg.strategy
+    need(st.es_popsize >= 2 and st.es_popsize % 2 == 0, "strategy.es_popsize", st.es_popsize,
+         "must be an even number >= 2 (samples come in antithetic pairs)")
+    need(st.es_stdev > 0 and st.es_lr > 0, "strategy.es_stdev/es_lr", (st.es_stdev, st.es_lr), "must be positive")
+    evo = cfg.evolution
+    need(evo.every >= 0, "evolution.every", evo.every, "must be >= 0 (0 turns evolution off)")
+    need(evo.parents >= 1, "evolution.parents", evo.parents, "needs at least one parent")
+    need(evo.children >= 1, "evolution.children", evo.children, "needs at least one fork per parent")
+    need(0 < evo.eta <= 1, "evolution.eta", evo.eta, "must lie in (0, 1]")
+    need(0 <= evo.widen <= 1, "evolution.widen", evo.widen, "is a probability")
+    need(0 < evo.error_smoothing <= 1, "evolution.error_smoothing", evo.error_smoothing, "must lie in (0, 1]")
     need(cfg.strategy.name in STRATEGIES, "strategy", cfg.strategy.name, f"choose from {list(STRATEGIES)}")
 
 
 ACTIVATIONS = {"tanh", "relu", "silu", "gelu", "sigmoid"}
 OPTIMIZERS = ("adam", "rmsprop", "rprop")
-STRATEGIES = ("nes", "sgd")
+STRATEGIES = ("nes", "sgd", "es", "nes_es")
 
 __all__ = [
-    "AppConfig", "EnsembleConfig", "OptimizerConfig", "ProblemConfig", "SearchConfig",
+    "AppConfig", "EnsembleConfig", "EvolutionConfig", "OptimizerConfig", "ProblemConfig", "SearchConfig",
     "StrategyConfig", "TrackingConfig", "make_config", "MISSING",
 ]

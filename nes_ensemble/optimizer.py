@@ -23,11 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.stats import norm
 
 from .config import make_config
+from .evolution import Evolution
 from .pool import Provenance, SamplePool
 from .population import Population
 from .problems import check_bounds
 from .search import Schedule, ascend, distinct, gaussian, initial_design, original_paths
-from .training import OptimizerState, fit
+from .training import OptimizerState, fit, fit_es
 
 _CHECKPOINT_VERSION = 1
 
@@ -83,7 +84,8 @@ class Optimizer:
         self.surrogate_error = float("nan")
         self.basins = np.empty((0, self.dim))  # centres of basins a restart has left (unit cube)
         self.stall, self.last_best = 0, -np.inf
-        self.events: list[dict] = []
+        self.evolution = Evolution(self.cfg.evolution, self.population, self.seed)
+        self.events: list[dict] = self.evolution.births(self.population, 0) if self.evolves else []
         n_init = self.cfg.search.n_init or self._auto_init()
         self.queue: list[_Proposal] = [_Proposal(x, Provenance("initial"))
                       for x in initial_design(n_init, self.dim, self.cfg.search.init_design, self.seed)]
@@ -92,6 +94,20 @@ class Optimizer:
         n = max(20, 6 * self.dim)
         budget = self.cfg.budget
         return min(n, max(2, budget // 4)) if budget else n
+
+    @property
+    def evolves(self) -> bool:
+        """Whether the population manager forks and merges members (strategy nes)."""
+        return self.cfg.strategy.name in ("nes", "nes_es") and self.cfg.evolution.every > 0
+
+    def _fit(self, pop: Population, state: OptimizerState, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor,
+             steps: int) -> None:
+        """Train ``pop`` with the strategy's trainer: back-propagation, or evolution strategies (es, nes_es)."""
+        st, batch = self.cfg.strategy, self.cfg.ensemble.batch_size
+        if st.name in ("es", "nes_es"):
+            fit_es(pop, x, t, w, steps, batch, self.generator, st.es_popsize, st.es_stdev, st.es_lr)
+        else:
+            fit(pop, state, x, t, w, steps, batch, self.generator)
 
     # ------------------------------------------------------------------ the public loop
     def ask(self, n: int | None = None) -> np.ndarray:
@@ -228,8 +244,28 @@ class Optimizer:
         e = self.cfg.ensemble
         steps = e.train_steps_initial if self.trained_on == 0 else e.train_steps
         x, t, w = self._targets()
-        fit(self.population, self.opt_state, x, t, w, steps, e.batch_size, self.generator)
+        if self.evolves and self.trained_on > 0 and self.evolution.due(len(self.pool)):
+            self._evolve(x, t, w)
+        self._fit(self.population, self.opt_state, x, t, w, steps)
         self.trained_on = n_ok
+
+    def _evolve(self, x: torch.Tensor, t: torch.Tensor, w: torch.Tensor) -> None:
+        """One generation of the population manager. The forks train on what the members have seen and
+        are judged on the evaluations no member has trained on yet (the newest ones)."""
+        old = self.trained_on
+
+        def draw(n: int) -> torch.Tensor:
+            rows = self.rng.poisson(1.0, size=(n, old)).astype(float)
+            rows[rows.sum(1) == 0] = 1.0
+            return torch.tensor(rows, dtype=torch.float32)
+
+        events = self.evolution.step(self.population, self.opt_state, (x[:old], t[:old], w[:, :old]),
+                                     (x[old:], t[old:]), len(self.pool), draw, self._fit)
+        for ev in events:
+            if ev["event"] == "replace":  # the newcomer draws its own bootstrap weights
+                i = self.population.ids.index(ev["id"])
+                self.sample_weights[i] = self.rng.poisson(1.0, size=len(self.pool)) * self.pool.ok
+        self.events.extend(events)
 
     def sibling_bests(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each member's best point: the best evaluation it proposed, else the pool's next-best point.
@@ -253,6 +289,36 @@ class Optimizer:
                 fallback += 1
             xs[r], ys[r] = self.pool.x[i], self.pool.y[i]
         return xs, ys, own
+
+    def _runners_up(self) -> np.ndarray:
+        """Pool indices of the best points of up to ``basins - 1`` regions apart from the best one.
+
+        Greedy over the better half of the pool, best first: a point opens a new region when it lies
+        farther than the basin radius from every region's best point found so far.
+        """
+        s = self.cfg.search
+        if s.basins <= 1:
+            return np.empty(0, dtype=int)
+        ok = np.flatnonzero(self.pool.ok)
+        order = ok[np.argsort(-self.pool.y[ok], kind="stable")][: max(2, len(ok) // 2)]
+        radius = s.basin_radius * np.sqrt(self.dim)
+        centres = [order[0]]
+        for i in order[1:]:
+            if np.linalg.norm(self.pool.x[centres] - self.pool.x[i], axis=1).min() > radius:
+                centres.append(i)
+                if len(centres) == s.basins:
+                    break
+        return np.array(centres[1:], dtype=int)
+
+    def _regions(self, n_runners: int) -> np.ndarray:
+        """For each member, which runner-up region it climbs from this round (-1: the usual starts)."""
+        k = self.population.size
+        region = np.full(k, -1)
+        if n_runners:
+            m = min(k - 1, int(round(self.cfg.search.basin_share * k)))
+            for j in range(m):
+                region[k - 1 - j] = j % n_runners
+        return region
 
     def _taken(self) -> np.ndarray:
         parts = [self.pool.x]
@@ -303,8 +369,10 @@ class Optimizer:
             bests, best_y, _ = self.sibling_bests()
         global_best = self.pool.y[self.pool.best_index()]
         randoms = self.rng.random((s.random_starts, self.dim))
-        starts_np = np.concatenate([bests, randoms])
-        refs = np.concatenate([best_y, np.full(s.random_starts, global_best)])
+        runners = self._runners_up()
+        starts_np = np.concatenate([bests, randoms, self.pool.x[runners]])
+        refs = np.concatenate([best_y, np.full(s.random_starts, global_best), self.pool.y[runners]])
+        region = self._regions(len(runners))
         starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
         ends, pred = ascend(self.population, starts, int(round(self.schedule.steps)), s.ascent_lr)
         if s.select == "mean" and k > 1:  # judge every end point by the whole population's mean
@@ -322,8 +390,12 @@ class Optimizer:
         chosen: list[_Proposal] = []
         for r in proposers:
             order = np.argsort(-pred[r], kind="stable")
-            if s.assignment == "rotate":  # member r climbs from one sibling's point, a new sibling each round
+            if region[r] >= 0:  # member r climbs from a runner-up region
+                order = np.array([k + s.random_starts + region[r]])
+            elif s.assignment == "rotate":  # member r climbs from one sibling's point, a new sibling each round
                 order = order[(order == (r + self.round) % k) | (order >= k)]
+            else:
+                order = order[order < k + s.random_starts]
             order = order[np.isfinite(pred[r][order])]
             if not order.size:  # every end point lies in a basin already left: sample elsewhere
                 x = self.rng.random((64, self.dim))
@@ -389,6 +461,7 @@ class Optimizer:
             target = (values[ok] - y.mean()) / (y.std() + 1e-12)
         rmse = np.sqrt(((pred - target[None, :]) ** 2).mean(1))
         self.surrogate_error = float(np.median(rmse))
+        self.evolution.observe(rmse)
 
     def _account(self, proposals: list[_Proposal], values: np.ndarray) -> None:
         s = self.cfg.search

@@ -89,12 +89,53 @@ class Population:
         self.lr = log_uniform(cfg.lr_min, cfg.lr_max, k)
         self.weight_decay = log_uniform(cfg.weight_decay_min, cfg.weight_decay_max, k)
         self.sparsity = cfg.sparsity_min + torch.rand(k, generator=g) * (cfg.sparsity_max - cfg.sparsity_min)
+        self.generation = torch.zeros(k, dtype=torch.long)
         self.mask = self._make_mask(g)
         self.theta = self._init_weights(g) * self.mask
+
+    _MEMBER_FIELDS = ("width", "depth", "act", "optimizer", "lr", "weight_decay", "sparsity", "generation",
+                      "mask", "theta")
 
     @property
     def size(self) -> int:
         return len(self.width)
+
+    def subset(self, index: torch.Tensor) -> "Population":
+        """A new population holding copies of the members ``index`` (repeats allowed, e.g. for forks)."""
+        out = Population.__new__(Population)
+        out.layout, out.act_names = self.layout, self.act_names
+        out.ids = [self.ids[int(i)] for i in index]
+        for name in self._MEMBER_FIELDS:
+            setattr(out, name, getattr(self, name)[index].clone())
+        return out
+
+    def put(self, index: torch.Tensor, other: "Population", ids: list[int]) -> None:
+        """Overwrite the members ``index`` with ``other``'s members (same order), who take the given ids."""
+        for name in self._MEMBER_FIELDS:
+            getattr(self, name)[index] = getattr(other, name)
+        for i, new_id in zip(index.tolist(), ids):
+            self.ids[i] = new_id
+
+    def structure(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """[members, P] mask of the entries a layout of ``cols`` live units fed by ``rows`` live units has.
+
+        ``structure(w, w)`` is a member of width w without sparsity; ``structure(old, new) -
+        structure(old, old)`` are the entries feeding the units a widening adds.
+        """
+        lay, k = self.layout, len(rows)
+        h = torch.arange(lay.width)[None, :]
+        live_r, live_c = (h < rows[:, None]).float(), (h < cols[:, None]).float()
+        mask = torch.ones(k, lay.size)
+        for name, view in lay.views(mask).items():
+            if name == "w0":
+                view.copy_(live_c[:, None, :].expand_as(view))
+            elif name == "wo":
+                view.copy_(live_r[:, :, None].expand_as(view))
+            elif name.startswith("w"):
+                view.copy_(live_r[:, :, None] * live_c[:, None, :])
+            elif name != "bo":
+                view.copy_(live_c)
+        return mask
 
     def _make_mask(self, g: torch.Generator) -> torch.Tensor:
         k, lay = len(self.width), self.layout

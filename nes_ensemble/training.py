@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .population import Population
+from .population import Population, forward
 
 _ADAM, _RMSPROP, _RPROP = 0, 1, 2
 _EPS = 1e-8
@@ -97,4 +97,41 @@ def fit(pop: Population, state: OptimizerState, x: torch.Tensor, y: torch.Tensor
         with torch.no_grad():
             optimizer_step(pop, state, grad)
         loss = per_member.detach()
+    return loss
+
+
+def fit_es(pop: Population, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, generations: int,
+           batch_size: int, generator: torch.Generator, popsize: int = 16, stdev: float = 0.02,
+           center_lr: float = 0.01) -> torch.Tensor:
+    """Train all members by evolution strategies instead of back-propagation: evotorch's functional PGPE
+    with one search distribution per member (a batch of centres), antithetic samples, centred ranks and
+    Adam on the centre. Every generation evaluates the k x popsize candidate networks in one batched pass.
+
+    Arguments as in ``fit``; ``generations`` plays the role of ``steps``. Returns the last loss [k].
+    """
+    from evotorch.algorithms.functional import pgpe, pgpe_ask, pgpe_tell
+
+    k, n = pop.size, x.shape[0]
+    cum = weights.cumsum(1)
+    cum = cum / cum[:, -1:].clamp_min(_EPS)
+    m = min(n, batch_size)
+    expand = torch.arange(k).repeat_interleave(popsize)
+    act, gates, mask = pop.act[expand], pop.gates()[expand], pop.mask[expand]
+    with torch.random.fork_rng(devices=[]):  # evotorch samples from torch's global generator
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        state = pgpe(center_init=pop.theta.detach().clone(), center_learning_rate=center_lr,
+                     stdev_learning_rate=0.1, objective_sense="min", ranking_method="centered", optimizer="adam",
+                     stdev_init=stdev, stdev_max_change=0.2)
+        loss = torch.zeros(k)
+        for _ in range(generations):
+            u = torch.rand(k, m, generator=generator)
+            idx = torch.searchsorted(cum, u).clamp_(max=n - 1)  # [k, m]: each member's minibatch
+            xb, yb = x[idx][expand], y[idx][expand]
+            cand = pgpe_ask(state, popsize=popsize)  # [k, popsize, P]
+            with torch.no_grad():
+                pred = forward(pop.layout, cand.reshape(k * popsize, -1) * mask, xb, act, pop.act_names, gates)
+                losses = ((pred - yb) ** 2).mean(1).view(k, popsize)
+            state = pgpe_tell(state, cand, losses)
+            loss = losses.mean(1)
+        pop.theta = state.optimizer_state.center.detach().clone() * pop.mask
     return loss
