@@ -5,8 +5,8 @@
     opt = ne.Optimizer(bounds); X = opt.ask(4); opt.tell(X, y)
 """
 
-from .optimizer import Optimizer, Result, optimize
+from .optimizer import EvaluationError, Optimizer, Result, optimize
 from .problems import Problem, make_problem
 
-__all__ = ["Optimizer", "Result", "optimize", "Problem", "make_problem"]
+__all__ = ["EvaluationError", "Optimizer", "Result", "optimize", "Problem", "make_problem"]
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ import time
 import hydra
 import numpy as np
 from hydra.core.config_store import ConfigStore
+from hydra.experimental.callback import Callback
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -21,7 +22,7 @@ from .config import AppConfig, ProblemConfig
 from .optimizer import Optimizer, drive
 from .plots import convergence_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
-from .tracking import Tracker, default_uri
+from .tracking import Tracker, default_uri, prepare_store
 
 ConfigStore.instance().store(name="base_config", node=AppConfig)
 # the project's conf/ folder (the package is installed in editable mode from the project root)
@@ -115,6 +116,17 @@ def _known_truth(problem: Problem, opt: Optimizer) -> dict[str, float]:
     if best_x is not None and problem.optimizers is not None:
         out["distance"] = problem.distance(best_x)
     return out
+
+
+class PrepareStore(Callback):
+    """Hydra callback: create the MLflow store and experiment before a sweep's jobs start in parallel."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        if config.tracking.enabled:
+            try:
+                prepare_store(default_uri(os.getcwd(), config.tracking.uri), config.tracking.experiment)
+            except Exception as err:  # the jobs will report tracking problems themselves; never stop a sweep
+                print(f"nes_ensemble: could not prepare the MLflow store ({err})", file=sys.stderr)
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")

@@ -93,6 +93,15 @@ class EvolutionConfig:
 
 
 @dataclass
+class EvaluatorConfig:
+    """How the objective is called, and what happens when an evaluation fails."""
+
+    timeout: float = 0.0  # seconds one evaluation may take (inline, main thread only); 0 = no limit
+    retries: int = 0  # re-evaluations of a point whose evaluation raised or timed out
+    max_failures: int = 10  # consecutive failed evaluations after which the run stops; 0 = never
+
+
+@dataclass
 class StrategyConfig:
     """Which algorithm proposes points: the network population (nes, sgd, es, nes_es) or a baseline.
 
@@ -139,6 +148,7 @@ class OptimizerConfig:
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     budget: int = 0  # known budget (0 = unknown); lets the initial design size itself
 
 
@@ -151,10 +161,11 @@ class AppConfig(OptimizerConfig):
     budget: int = 300
     seed: int = 0
     progress: bool = True
+    resume: str = ""  # the run directory of an interrupted run to continue (its own config is used)
     threads: int = 1  # torch CPU threads per run (1 keeps parallel sweep jobs from fighting over cores)
 
 
-_GROUPS = ("strategy", "ensemble", "search", "evolution")
+_GROUPS = ("strategy", "ensemble", "search", "evolution", "evaluator")
 
 
 def make_config(config: Mapping[str, Any] | DictConfig | None = None, **overrides: Any) -> DictConfig:
@@ -225,6 +236,10 @@ def check(cfg: DictConfig) -> None:
     need(st.es_popsize >= 2 and st.es_popsize % 2 == 0, "strategy.es_popsize", st.es_popsize,
          "must be an even number >= 2 (samples come in antithetic pairs)")
     need(st.es_stdev > 0 and st.es_lr > 0, "strategy.es_stdev/es_lr", (st.es_stdev, st.es_lr), "must be positive")
+    ev = cfg.evaluator
+    need(ev.timeout >= 0, "evaluator.timeout", ev.timeout, "must be >= 0 seconds (0 = no limit)")
+    need(ev.retries >= 0, "evaluator.retries", ev.retries, "must be >= 0")
+    need(ev.max_failures >= 0, "evaluator.max_failures", ev.max_failures, "must be >= 0 (0 = never stop)")
     evo = cfg.evolution
     need(evo.every >= 0, "evolution.every", evo.every, "must be >= 0 (0 turns evolution off)")
     need(evo.parents >= 1, "evolution.parents", evo.parents, "needs at least one parent")
@@ -240,6 +255,6 @@ OPTIMIZERS = ("adam", "rmsprop", "rprop")
 STRATEGIES = ("nes", "sgd", "es", "nes_es")
 
 __all__ = [
-    "AppConfig", "EnsembleConfig", "EvolutionConfig", "OptimizerConfig", "ProblemConfig", "SearchConfig",
+    "AppConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig", "ProblemConfig", "SearchConfig",
     "StrategyConfig", "TrackingConfig", "make_config", "MISSING",
 ]

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -55,12 +57,15 @@ class Result:
 class Optimizer:
     """Ask / tell optimizer over a box. Maximizes by default; ``direction="minimize"`` flips it.
 
-    ``config`` takes the keys of ``conf/`` (groups ``strategy``, ``ensemble``, ``search``, and
-    ``budget``); unknown keys are rejected. The same seed and config give the same proposals.
+    ``config`` takes the keys of ``conf/`` (groups ``strategy``, ``ensemble``, ``search``,
+    ``evolution``, ``evaluator`` and ``budget``); unknown keys are rejected. The same seed and config
+    give the same proposals. With ``journal=PATH`` every told evaluation is appended to that file
+    (JSON lines, fsynced) before ``tell`` returns, and ``load`` replays what a checkpoint missed.
     """
 
     def __init__(self, bounds: Sequence[Sequence[float]], config: Mapping[str, Any] | DictConfig | None = None,
-                 seed: int | None = 0, direction: str = "maximize", **overrides: Any):
+                 seed: int | None = 0, direction: str = "maximize", journal: str | os.PathLike | None = None,
+                 **overrides: Any):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction={direction!r}: choose maximize or minimize")
         self.bounds = check_bounds(bounds)
@@ -85,6 +90,7 @@ class Optimizer:
         self.basins = np.empty((0, self.dim))  # centres of basins a restart has left (unit cube)
         self.stall, self.last_best = 0, -np.inf
         self.evolution = Evolution(self.cfg.evolution, self.population, self.seed)
+        self.journal_path = None if journal is None else os.path.abspath(os.fspath(journal))
         self.events: list[dict] = self.evolution.births(self.population, 0) if self.evolves else []
         n_init = self.cfg.search.n_init or self._auto_init()
         self.queue: list[_Proposal] = [_Proposal(x, Provenance("initial"))
@@ -127,8 +133,9 @@ class Optimizer:
         self.pending.extend((x.copy(), p) for x, p in zip(X, out))
         return X
 
-    def tell(self, X: np.ndarray, y: np.ndarray | Sequence[float]) -> None:
-        """Report values for points returned by ``ask`` (in any order). NaN or inf marks a failed evaluation."""
+    def tell(self, X: np.ndarray, y: np.ndarray | Sequence[float], reasons: Sequence[str] | None = None) -> None:
+        """Report values for points returned by ``ask`` (in any order). NaN or inf marks a failed
+        evaluation; ``reasons`` (one string per point) may say why it failed."""
         X = np.atleast_2d(np.asarray(X, dtype=float))
         y = np.atleast_1d(np.asarray(y, dtype=float)).reshape(-1)
         if X.shape[1] != self.dim:
@@ -148,8 +155,15 @@ class Optimizer:
         self.pending = [p for i, p in enumerate(self.pending) if i not in taken]
         values = np.where(np.isfinite(y), self.sign * y, np.nan)
         units = np.stack([p.x for p in proposals])
+        reasons = [""] * len(values) if reasons is None else [str(r) for r in reasons]
+        if self.journal_path is not None:  # on disk before anything else changes
+            from .pool import Journal
+
+            n = len(self.pool)
+            Journal(self.journal_path).write([Journal.row(n + i, X[i], units[i], float(self.sign * values[i]), reasons[i],
+                                                          proposals[i].provenance) for i in range(len(values))])
         self._score_members(units, values)
-        self.pool.add(units, values, [p.provenance for p in proposals])
+        self.pool.add(units, values, [p.provenance for p in proposals], reasons)
         self._grow_weights(len(values), np.isfinite(values))
         self._account(proposals, values)
 
@@ -172,6 +186,7 @@ class Optimizer:
         df.insert(0, "evaluation", np.arange(len(self.pool)))
         df["y"] = self.sign * self.pool.y
         df["status"] = np.where(self.pool.ok, "ok", "failed")
+        df["reason"] = self.pool.reasons if len(self.pool) else []
         for name in ("source", "member", "sibling", "round"):
             df[name] = self.pool.column(name) if len(self.pool) else []
         ok_y = np.where(self.pool.ok, self.pool.y, -np.inf)
@@ -515,7 +530,12 @@ class Optimizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Optimizer":
-        """An optimizer that continues exactly where the saved one stopped."""
+        """An optimizer that continues exactly where the saved one stopped.
+
+        Points that were asked but not told are asked again. If the optimizer kept a journal, the
+        evaluations it holds beyond the checkpoint are told again (re-planning reproduces the
+        proposals they answered), so nothing evaluated after the last checkpoint is lost.
+        """
         state = torch.load(os.fspath(path), weights_only=False)
         if state.pop("version", None) != _CHECKPOINT_VERSION:
             raise ValueError(f"{path}: not a nes_ensemble checkpoint of version {_CHECKPOINT_VERSION}")
@@ -526,7 +546,38 @@ class Optimizer:
         opt.cfg = make_config(cfg)
         opt.generator = torch.Generator()
         opt.generator.set_state(gen_state)
+        opt.queue = [p for _, p in opt.pending] + opt.queue
+        opt.pending = []
+        if opt.journal_path is not None:
+            from .pool import Journal
+
+            opt._replay(Journal.read(opt.journal_path)[len(opt.pool):])
         return opt
+
+    def _replay(self, rows: list[dict]) -> None:
+        """Tell journal rows the checkpoint does not hold: ask (re-planning the same proposals) and tell
+        each asked point that a row answers; asked points no row answers go back to the queue."""
+        if not rows:
+            return
+        journal, self.journal_path = self.journal_path, None  # these rows are on disk already
+        left = {tuple(r["unit"]): r for r in rows}
+        try:
+            for _ in range(len(rows) + 1000):
+                if not left:
+                    break
+                asked = self.ask(1)[0]
+                unit = self.pending[-1][1].x
+                row = left.pop(tuple(float(v) for v in unit), None)
+                if row is None:
+                    continue
+                self.tell(asked[None], [row["y"]], [row["reason"]])
+            if left:
+                raise ValueError(f"{journal}: {len(left)} journal rows match no proposal of this checkpoint; "
+                                 "was the journal written by another run?")
+        finally:
+            self.queue = [p for _, p in self.pending] + self.queue
+            self.pending = []
+            self.journal_path = journal
 
 
 def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int | None = 0,
@@ -558,24 +609,89 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300,
                   list(opt.events), time.perf_counter() - start)
 
 
+class EvaluationError(RuntimeError):
+    """The objective failed ``evaluator.max_failures`` times in a row; every evaluation so far is kept."""
+
+
 def drive(opt: Optimizer, evaluate: Callable[[np.ndarray], np.ndarray], budget: int,
           callback: Callable[[Optimizer], None] | None = None, batched: bool = False) -> None:
     """Run the ask / evaluate / tell loop until ``budget`` evaluations are in the pool.
 
     ``evaluate`` maps points [m, n] to values [m] in the user's sign. Unless ``batched``, it is
-    called one point at a time and each result is told at once, so an error in the objective
-    loses nothing evaluated before it. Proposals asked beyond the budget are dropped unevaluated.
+    called one point at a time and each result is told at once, so a crash loses nothing evaluated
+    before it. An evaluation that raises, times out (``evaluator.timeout``) or returns NaN / inf is
+    told as failed with its reason and counts against the budget; ``evaluator.retries`` re-runs
+    raising or timed-out ones first. After ``evaluator.max_failures`` consecutive failures the loop
+    stops with ``EvaluationError``. Proposals asked beyond the budget are dropped unevaluated.
     """
+    ev = opt.cfg.evaluator
+    streak = 0
     while opt.n_evaluations < budget:
         X = opt.ask()[: budget - opt.n_evaluations]
-        if batched:
-            opt.tell(X, evaluate(X))
-        else:
-            for x in X:
-                opt.tell(x[None], evaluate(x[None]))
+        groups = [X] if batched else [x[None] for x in X]
+        for group in groups:
+            y, reasons = _evaluate(evaluate, group, ev.timeout, ev.retries)
+            opt.tell(group, y, reasons)
+            failed = ~np.isfinite(y)
+            streak = streak + int(failed.sum()) if failed.all() else 0
+            if ev.max_failures and streak >= ev.max_failures:
+                opt.pending.clear()
+                raise EvaluationError(f"the objective failed {streak} times in a row (last: {reasons[-1]}); "
+                                      f"stopping after {opt.n_evaluations} evaluations, all kept. Raise "
+                                      "evaluator.max_failures (0 = never stop) if failures are expected")
         opt.pending.clear()
         if callback is not None:
             callback(opt)
+
+
+def _evaluate(evaluate: Callable[[np.ndarray], np.ndarray], X: np.ndarray, timeout: float,
+              retries: int) -> tuple[np.ndarray, list[str]]:
+    """Values [m] and failure reasons of ``evaluate(X)``, catching errors and enforcing the time limit."""
+    reason = ""
+    for _ in range(retries + 1):
+        try:
+            with _time_limit(timeout):
+                y = np.asarray(evaluate(X), dtype=float).reshape(-1)
+        except _Timeout:
+            reason = f"timed out after {timeout:g} s"
+            continue
+        except (KeyboardInterrupt, SystemExit, EvaluationError):
+            raise
+        except ValueError as err:
+            if "fn returned" in str(err):  # a contract error of the user's function: say it, do not swallow it
+                raise
+            reason = f"{type(err).__name__}: {err}"
+            continue
+        except Exception as err:
+            reason = f"{type(err).__name__}: {err}"
+            continue
+        y = np.where(np.isfinite(y), y, np.nan)
+        return y, ["" if np.isfinite(v) else "non-finite value" for v in y]
+    return np.full(len(X), np.nan), [reason] * len(X)
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _time_limit:
+    """Raise _Timeout in the main thread after ``seconds`` (a no-op for 0 or outside the main thread)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds if threading.current_thread() is threading.main_thread() else 0.0
+
+    def __enter__(self) -> None:
+        if self.seconds > 0:
+            def fire(signum: int, frame: Any) -> None:
+                raise _Timeout()
+
+            self.previous = signal.signal(signal.SIGALRM, fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.seconds > 0:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous)
 
 
 def _scalar(value: Any) -> float:

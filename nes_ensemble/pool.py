@@ -8,7 +8,10 @@ rotate so that every network eventually trains on every sample.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +39,7 @@ class SamplePool:
     x: np.ndarray = field(init=False)
     y: np.ndarray = field(init=False)
     provenance: list[Provenance] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why an evaluation failed ("" when it did not)
 
     def __post_init__(self) -> None:
         self.x = np.empty((0, self.dim))
@@ -44,10 +48,13 @@ class SamplePool:
     def __len__(self) -> int:
         return len(self.y)
 
-    def add(self, x: np.ndarray, y: np.ndarray, provenance: list[Provenance]) -> None:
+    def add(self, x: np.ndarray, y: np.ndarray, provenance: list[Provenance], reasons: list[str] | None = None) -> None:
+        y = np.asarray(y, dtype=float).reshape(-1)
         self.x = np.concatenate([self.x, np.asarray(x, dtype=float).reshape(-1, self.dim)])
-        self.y = np.concatenate([self.y, np.asarray(y, dtype=float).reshape(-1)])
+        self.y = np.concatenate([self.y, y])
         self.provenance.extend(provenance)
+        reasons = list(reasons) if reasons is not None else [""] * len(y)
+        self.reasons.extend(r or ("" if np.isfinite(v) else "non-finite value") for r, v in zip(reasons, y))
 
     @property
     def ok(self) -> np.ndarray:
@@ -74,3 +81,41 @@ class SamplePool:
         weights = (block[None, :] == owner).astype(float)
         weights[:, max(0, n - window):] = 1.0
         return weights
+
+
+class Journal:
+    """Append-only file of evaluations, one JSON line each, flushed and fsynced before ``write`` returns.
+
+    A crash can at worst leave a truncated last line, which ``read`` skips; nothing written before it
+    is ever rewritten.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(row, allow_nan=True) + "\n" for row in rows)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    @staticmethod
+    def read(path: str | os.PathLike) -> list[dict[str, Any]]:
+        """Every complete line of a journal (a torn last line from a crash is skipped)."""
+        if not os.path.exists(path):
+            return []
+        rows = []
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+        return rows
+
+    @staticmethod
+    def row(index: int, x_native: np.ndarray, x_unit: np.ndarray, y: float, reason: str, prov: Provenance) -> dict:
+        return {"evaluation": index, "x": [float(v) for v in x_native], "unit": [float(v) for v in x_unit],
+                "y": float(y), "status": "ok" if np.isfinite(y) else "failed", "reason": reason, **asdict(prov)}

@@ -26,6 +26,19 @@ def default_uri(project_root: str, uri: str = "") -> str:
     return "sqlite:///" + os.path.join(project_root, "mlflow.db")
 
 
+def prepare_store(uri: str, experiment: str) -> str:
+    """Create the store (its database schema, for SQLite) and the experiment once, before parallel jobs
+    start: several processes creating a fresh SQLite store at the same moment break it. Returns the
+    experiment id."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return exp.experiment_id if exp else client.create_experiment(experiment)
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}, lists kept as their string form."""
     out: dict[str, Any] = {}
