@@ -6,7 +6,9 @@ writes the history and plots into the Hydra run directory and tracks the run in 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
 import time
 
@@ -19,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from .config import AppConfig, ProblemConfig
-from .optimizer import Optimizer, drive
+from .optimizer import EvaluationError, Optimizer, drive
 from .plots import convergence_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .tracking import Tracker, default_uri, prepare_store
@@ -47,40 +49,73 @@ def run_name(cfg: DictConfig, problem: Problem) -> str:
     return cfg.tracking.run_name or f"{cfg.strategy.name}-{problem.name}-k{cfg.ensemble.members}-s{cfg.seed}"
 
 
+CHECKPOINT, JOURNAL, CONFIG, MLFLOW_RUN = "checkpoint.pt", "evaluations.jsonl", "config.yaml", "mlflow_run.json"
+
+
+def resume_config(cfg: DictConfig) -> DictConfig:
+    """The saved config of the run directory ``cfg.resume`` (the interrupted run's own settings)."""
+    run_dir = os.path.abspath(cfg.resume)
+    for name in (CONFIG, CHECKPOINT):
+        if not os.path.exists(os.path.join(run_dir, name)):
+            raise ValueError(f"resume={cfg.resume!r}: {os.path.join(run_dir, name)} not found; give the Hydra run "
+                             "directory of the interrupted run (it holds config.yaml and checkpoint.pt)")
+    saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
+    saved.resume = run_dir
+    saved.progress = cfg.progress
+    return saved
+
+
 def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
-    """One optimization as configured; returns the summary numbers."""
+    """One optimization as configured (or the continuation of ``cfg.resume``); returns the summary numbers."""
     import torch
 
+    if cfg.resume:
+        cfg = resume_config(cfg)
+        run_dir = cfg.resume
     torch.manual_seed(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     problem = build_problem(cfg.problem, cfg.seed)
     direction = "maximize" if problem.sign > 0 else "minimize"
-    opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction=direction)
-    tracker = None
-    if cfg.tracking.enabled:
-        tags = {"hydra.overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
-                "run_dir": run_dir, "problem": problem.name, "strategy": cfg.strategy.name}
-        if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
-            tags["sweep_dir"] = HydraConfig.get().sweep.dir
-        tracker = Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment,
-                          run_name(cfg, problem), OmegaConf.to_container(cfg, resolve=True), tags)
+    checkpoint = os.path.join(run_dir, CHECKPOINT)
+    if cfg.resume:
+        opt = Optimizer.load(checkpoint)
+        print(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} evaluations", file=sys.stderr)
+    else:
+        os.makedirs(run_dir, exist_ok=True)
+        OmegaConf.save(cfg, os.path.join(run_dir, CONFIG))
+        opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction=direction,
+                        journal=os.path.join(run_dir, JOURNAL))
+        opt.save(checkpoint)
+    tracker = _tracker(cfg, problem, run_dir, project_root) if cfg.tracking.enabled else None
 
-    start = time.perf_counter()
-    bar = tqdm(total=cfg.budget, desc=run_name(cfg, problem), unit="eval", disable=not cfg.progress,
-               dynamic_ncols=True, file=sys.stderr)
+    start = time.perf_counter() - (opt.seconds if cfg.resume else 0.0)
+    bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
+               disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
+
     def after_round(opt: Optimizer) -> None:
+        opt.seconds = time.perf_counter() - start
+        opt.save(checkpoint)
         metrics = opt.metrics()
         metrics.update(_known_truth(problem, opt))
-        metrics["evaluations_per_second"] = opt.n_evaluations / (time.perf_counter() - start)
+        metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
         bar.update(opt.n_evaluations - bar.n)
         bar.set_postfix(best=f"{metrics['best_y']:.5g}")
         if tracker is not None:
             tracker.log_metrics(metrics, step=opt.n_evaluations)
 
-    drive(opt, lambda X: problem.sign * problem.evaluate(X), cfg.budget, after_round)  # in the user's sign
+    status = "FINISHED"
+    with _interrupts(opt):
+        try:
+            drive(opt, lambda X: problem.sign * problem.evaluate(X), cfg.budget, after_round)  # in the user's sign
+        except KeyboardInterrupt:
+            status = "KILLED"
+        except EvaluationError as err:
+            status, failure = "FAILED", err
     bar.close()
     seconds = time.perf_counter() - start
+    opt.seconds = seconds
+    opt.save(checkpoint)
 
     history = opt.history()
     history_path = os.path.join(run_dir, "history.csv")
@@ -88,13 +123,19 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     regret = _known_truth(problem, opt)
     plot_path = convergence_plot(history, problem.optimum_value, os.path.join(run_dir, "convergence.png"),
                                  title=run_name(cfg, problem), sign=problem.sign)
-    opt.save(os.path.join(run_dir, "checkpoint.pt"))
-    config_path = os.path.join(run_dir, "config.yaml")
-    OmegaConf.save(cfg, config_path)
     if tracker is not None:
         tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
-        tracker.log_artifacts([history_path, plot_path, config_path])
-        tracker.finish()
+        tracker.log_artifacts([history_path, plot_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL)])
+        tracker.finish(status)
+    if status == "KILLED":
+        print(f"nes_ensemble: interrupted after {opt.n_evaluations} evaluations, all saved in {run_dir}\n"
+              f"resume with: python -m nes_ensemble resume={run_dir}", file=sys.stderr)
+        sys.exit(130)
+    if status == "FAILED":
+        print(f"nes_ensemble: error: {failure}\nsaved in {run_dir}; resume (e.g. with a larger "
+              f"evaluator.max_failures after fixing the objective) with: python -m nes_ensemble resume={run_dir}",
+              file=sys.stderr)
+        sys.exit(3)
 
     best_x, best_y = opt.best
     summary = {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
@@ -106,6 +147,48 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     parts += [f"{opt.n_evaluations} evaluations", f"{seconds:.1f} s", f"run dir {run_dir}"]
     print(f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest x = {np.array2string(best_x, precision=5)}")
     return summary
+
+
+def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str) -> Tracker:
+    """The MLflow run of this optimization: a new one, or on resume the interrupted run itself."""
+    saved = os.path.join(run_dir, MLFLOW_RUN)
+    resume_id = None
+    if cfg.resume and os.path.exists(saved):
+        with open(saved) as f:
+            resume_id = json.load(f).get("run_id")
+    tags = {"hydra.overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
+            "run_dir": run_dir, "problem": problem.name, "strategy": cfg.strategy.name}
+    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        tags["sweep_dir"] = HydraConfig.get().sweep.dir
+    tracker = Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, run_name(cfg, problem),
+                      OmegaConf.to_container(cfg, resolve=True), tags, run_id=resume_id)
+    if tracker.run_id and not resume_id:
+        with open(saved, "w") as f:
+            json.dump({"run_id": tracker.run_id, "uri": tracker.uri}, f)
+    return tracker
+
+
+class _interrupts:
+    """SIGINT and SIGTERM stop the run cleanly: at once while the objective runs, else after the optimizer's
+    own bookkeeping (ask / tell / training) finishes, so the checkpoint written afterwards is consistent."""
+
+    def __init__(self, opt: Optimizer):
+        self.opt = opt
+
+    def __enter__(self) -> None:
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self.previous:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.opt.busy:
+            self.opt.stop_requested = True
+        else:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def _known_truth(problem: Problem, opt: Optimizer) -> dict[str, float]:

@@ -236,6 +236,8 @@ def check(cfg: DictConfig) -> None:
     need(st.es_popsize >= 2 and st.es_popsize % 2 == 0, "strategy.es_popsize", st.es_popsize,
          "must be an even number >= 2 (samples come in antithetic pairs)")
     need(st.es_stdev > 0 and st.es_lr > 0, "strategy.es_stdev/es_lr", (st.es_stdev, st.es_lr), "must be positive")
+    need(not cfg.budget or search.n_init <= cfg.budget, "search.n_init", search.n_init,
+         f"the initial design needs more evaluations than budget={cfg.budget}; lower search.n_init or raise budget")
     ev = cfg.evaluator
     need(ev.timeout >= 0, "evaluator.timeout", ev.timeout, "must be >= 0 seconds (0 = no limit)")
     need(ev.retries >= 0, "evaluator.retries", ev.retries, "must be >= 0")

@@ -90,6 +90,9 @@ class Optimizer:
         self.basins = np.empty((0, self.dim))  # centres of basins a restart has left (unit cube)
         self.stall, self.last_best = 0, -np.inf
         self.evolution = Evolution(self.cfg.evolution, self.population, self.seed)
+        self.busy = False  # inside ask / tell: an interrupt then waits for the bookkeeping to finish
+        self.stop_requested = False
+        self.seconds = 0.0  # wall time spent so far (kept across checkpoints)
         self.journal_path = None if journal is None else os.path.abspath(os.fspath(journal))
         self.events: list[dict] = self.evolution.births(self.population, 0) if self.evolves else []
         n_init = self.cfg.search.n_init or self._auto_init()
@@ -510,7 +513,7 @@ class Optimizer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("generator", "cfg")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("generator", "cfg", "busy", "stop_requested")}
         state["generator"] = self.generator.get_state()
         state["cfg"] = OmegaConf.to_container(self.cfg)
         state["version"] = _CHECKPOINT_VERSION
@@ -546,6 +549,7 @@ class Optimizer:
         opt.cfg = make_config(cfg)
         opt.generator = torch.Generator()
         opt.generator.set_state(gen_state)
+        opt.busy, opt.stop_requested = False, False
         opt.queue = [p for _, p in opt.pending] + opt.queue
         opt.pending = []
         if opt.journal_path is not None:
@@ -627,11 +631,18 @@ def drive(opt: Optimizer, evaluate: Callable[[np.ndarray], np.ndarray], budget: 
     ev = opt.cfg.evaluator
     streak = 0
     while opt.n_evaluations < budget:
+        opt.busy = True
         X = opt.ask()[: budget - opt.n_evaluations]
+        opt.busy = False
         groups = [X] if batched else [x[None] for x in X]
         for group in groups:
+            if opt.stop_requested:
+                opt.stop_requested = False
+                raise KeyboardInterrupt
             y, reasons = _evaluate(evaluate, group, ev.timeout, ev.retries)
+            opt.busy = True
             opt.tell(group, y, reasons)
+            opt.busy = False
             failed = ~np.isfinite(y)
             streak = streak + int(failed.sum()) if failed.all() else 0
             if ev.max_failures and streak >= ev.max_failures:
@@ -641,7 +652,9 @@ def drive(opt: Optimizer, evaluate: Callable[[np.ndarray], np.ndarray], budget: 
                                       "evaluator.max_failures (0 = never stop) if failures are expected")
         opt.pending.clear()
         if callback is not None:
+            opt.busy = True
             callback(opt)
+            opt.busy = False
 
 
 def _evaluate(evaluate: Callable[[np.ndarray], np.ndarray], X: np.ndarray, timeout: float,

@@ -55,13 +55,15 @@ class Tracker:
     """One MLflow run per optimization; every call is guarded so a broken store never stops a run."""
 
     def __init__(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any],
-                 tags: Mapping[str, str] | None = None):
+                 tags: Mapping[str, str] | None = None, run_id: str | None = None):
         self.client = None
         self.run_id: str | None = None
+        self.uri = uri
         self._failed = False
-        self._guard(self._start, uri, experiment, run_name, params, dict(tags or {}))
+        self._guard(self._start, uri, experiment, run_name, params, dict(tags or {}), run_id)
 
-    def _start(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any], tags: dict) -> None:
+    def _start(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any], tags: dict,
+               run_id: str | None) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from mlflow.entities import Metric, Param, RunTag
@@ -69,6 +71,10 @@ class Tracker:
 
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self.client = MlflowClient(tracking_uri=uri)
+        if run_id:  # resuming: the interrupted run goes on
+            self.client.update_run(run_id, status="RUNNING")
+            self.run_id = run_id
+            return
         exp = self.client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         run = self.client.create_run(exp_id, run_name=run_name, tags=tags)

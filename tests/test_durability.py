@@ -1,0 +1,176 @@
+"""Never lose an evaluation: kill and resume, failing objectives, interrupts, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import nes_ensemble as ne
+from nes_ensemble.pool import Journal
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["problem=branin", "budget=45", "seed=4", "ensemble.members=3", "ensemble.train_steps_initial=60",
+        "ensemble.train_steps=10", "evolution.every=12", "progress=false"]
+
+
+def _app(args, **kw):
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen([sys.executable, "-m", "nes_ensemble", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _lines(path):
+    return len(Journal.read(path)) if path.exists() else 0
+
+
+def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    ref = _app([*FAST, f"tracking.uri={uri}", f"hydra.run.dir={ref_dir}"])
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+
+    rng = np.random.default_rng(0)
+    proc = _app([*FAST, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"])
+    kills = 0
+    for target in sorted(rng.integers(5, 40, size=3)):  # SIGKILL at three random points of the run
+        while _lines(run_dir / "evaluations.jsonl") < target and proc.poll() is None:
+            time.sleep(0.02)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            kills += 1
+        proc = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}"])
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    assert kills >= 2
+
+    a, b = pd.read_csv(ref_dir / "history.csv"), pd.read_csv(run_dir / "history.csv")
+    assert len(b) == 45
+    cols = ["x0", "x1", "y", "source", "member"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    rows = Journal.read(run_dir / "evaluations.jsonl")
+    assert [r["evaluation"] for r in rows] == list(range(45))  # nothing evaluated twice, nothing lost
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
+    resumed = [r for r in runs if r.data.tags.get("run_dir") == str(run_dir)]
+    assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"  # the same MLflow run went on
+    assert json.load(open(run_dir / "mlflow_run.json"))["run_id"] == resumed[0].info.run_id
+
+
+def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_dir = tmp_path / "run"
+    proc = _app([*FAST, "budget=400", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"])
+    while _lines(run_dir / "evaluations.jsonl") < 20:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert f"resume with: python -m nes_ensemble resume={run_dir}" in err
+    n = len(pd.read_csv(run_dir / "history.csv"))
+    assert n == _lines(run_dir / "evaluations.jsonl") >= 20
+    opt = ne.Optimizer.load(run_dir / "checkpoint.pt")
+    assert opt.n_evaluations == n
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
+    assert run.info.status == "KILLED"
+
+
+def test_failures_are_recorded_never_trained_on_and_counted_against_the_budget():
+    p = ne.make_problem("branin")
+    calls = {"n": 0}
+
+    def flaky(x):
+        calls["n"] += 1
+        if calls["n"] % 7 == 0:
+            raise RuntimeError("node unreachable")
+        if calls["n"] % 11 == 0:
+            return float("inf")
+        return p(x)
+
+    result = ne.optimize(flaky, p.bounds, budget=40, seed=0, ensemble={"members": 3})
+    h = result.history
+    assert len(h) == 40 and calls["n"] == 40
+    failed = h[h.status == "failed"]
+    assert set(failed.reason) == {"RuntimeError: node unreachable", "non-finite value"}
+    assert len(failed) == 40 // 7 + 40 // 11 - 40 // 77
+    assert np.isfinite(result.best_y)
+
+
+def test_timeouts_and_retries():
+    calls = {"n": 0}
+
+    def slow_first(x):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            time.sleep(2)
+        return float(-np.sum(x ** 2))
+
+    result = ne.optimize(slow_first, [(-1, 1)] * 2, budget=12, seed=0, ensemble={"members": 2},
+                         evaluator={"timeout": 0.2, "retries": 1})
+    assert calls["n"] == 13  # the first point timed out once and was evaluated again
+    assert (result.history.status == "ok").all()
+
+    calls["n"] = 0
+    result = ne.optimize(slow_first, [(-1, 1)] * 2, budget=12, seed=0, ensemble={"members": 2},
+                         evaluator={"timeout": 0.2})
+    assert result.history.reason.iloc[0] == "timed out after 0.2 s" and calls["n"] == 12
+    assert result.history.status.iloc[0] == "failed"
+
+
+def test_consecutive_failures_stop_the_run_with_everything_kept(tmp_path):
+    def broken(x):
+        raise ConnectionError("cluster down")
+
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, journal=tmp_path / "j.jsonl", evaluator={"max_failures": 5})
+    with pytest.raises(ne.EvaluationError, match="failed 5 times in a row.*cluster down"):
+        ne.optimizer.drive(opt, lambda X: np.array([broken(x) for x in X]), 50)
+    assert opt.n_evaluations == 5 and len(Journal.read(tmp_path / "j.jsonl")) == 5
+
+
+def test_load_replays_the_journal_beyond_the_checkpoint(tmp_path):
+    p = ne.make_problem("branin")
+    cfg = {"ensemble": {"members": 3}}
+    ref = ne.Optimizer(p.bounds, config=cfg, seed=2)
+    opt = ne.Optimizer(p.bounds, config=cfg, seed=2, journal=tmp_path / "j.jsonl")
+    for o in (ref, opt):
+        for _ in range(3):
+            X = o.ask()
+            o.tell(X, p.evaluate(X))
+    opt.save(tmp_path / "c.pt")
+    X = opt.ask()
+    for x in X[:5]:  # evaluated after the checkpoint, then the process died
+        opt.tell(x[None], p.evaluate(x[None]))
+    back = ne.Optimizer.load(tmp_path / "c.pt")
+    assert back.n_evaluations == opt.n_evaluations
+    np.testing.assert_array_equal(back.pool.x, opt.pool.x)
+    np.testing.assert_array_equal(back.ask(), X[5:])  # the rest of the round is asked again
+
+
+@pytest.mark.parametrize("args, words", [
+    (["problem=callable", "problem.fn=math.hypot", "problem.bounds=[[1,0]]"], "low"),
+    (["budget=5", "search.n_init=20"], "budget"),
+    (["strategy=sgdd"], "sgdd"),
+    (["problem=nosuch"], "nosuch"),
+    (["evaluator.timout=3"], "timout"),
+    (["evaluator.retries=-1"], "evaluator.retries"),
+])
+def test_bad_input_fails_before_any_evaluation_with_a_clear_message(args, words, tmp_path):
+    proc = _app([*args, "tracking.enabled=false", f"hydra.run.dir={tmp_path}"])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and words in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "evaluations.jsonl").exists() or _lines(tmp_path / "evaluations.jsonl") == 0
