@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .config import AppConfig, ProblemConfig
 from .optimizer import EvaluationError, Optimizer, drive
-from .plots import convergence_plot
+from .plots import convergence_plot, lineage_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .tracking import Tracker, default_uri, prepare_store
 
@@ -93,9 +93,14 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
                disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
 
+    logged = [0]  # events handed to the tracker so far (a resumed run re-sends them; the tracker skips known ones)
+
     def after_round(opt: Optimizer) -> None:
         opt.seconds = time.perf_counter() - start
         opt.save(checkpoint)
+        if tracker is not None:
+            tracker.log_events(opt.events[logged[0]:])
+            logged[0] = len(opt.events)
         metrics = opt.metrics()
         metrics.update(_known_truth(problem, opt))
         metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
@@ -123,9 +128,17 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     regret = _known_truth(problem, opt)
     plot_path = convergence_plot(history, problem.optimum_value, os.path.join(run_dir, "convergence.png"),
                                  title=run_name(cfg, problem), sign=problem.sign)
+    lineage_path = os.path.join(run_dir, "lineage.json")
+    with open(lineage_path, "w") as f:
+        json.dump(opt.events, f, indent=1)
+    artifacts = [history_path, plot_path, lineage_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL)]
+    if any(e["event"] == "birth" for e in opt.events):
+        artifacts.append(lineage_plot(opt.events, os.path.join(run_dir, "lineage.png"),
+                                      f"lineage of {run_name(cfg, problem)}", opt.n_evaluations))
     if tracker is not None:
+        tracker.log_events(opt.events[logged[0]:])
         tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
-        tracker.log_artifacts([history_path, plot_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL)])
+        tracker.log_artifacts(artifacts)
         tracker.finish(status)
     if status == "KILLED":
         print(f"nes_ensemble: interrupted after {opt.n_evaluations} evaluations, all saved in {run_dir}\n"

@@ -207,8 +207,19 @@ class Optimizer:
             "sigma": self.schedule.sigma,
             "success_rate": self.schedule.success_rate,
             "members": float(self.population.size),
+            "diversity": self._diversity(),
+            "generation": float(self.evolution.generation),
             "round": float(self.round),
         }
+
+    def _diversity(self) -> float:
+        """How much the members disagree: the mean standard deviation of their predictions on the newest 100 points."""
+        if self.trained_on == 0 or self.population.size < 2:
+            return float("nan")
+        x = torch.tensor(self.pool.x[-100:], dtype=torch.float32)
+        with torch.no_grad():
+            pred = self.population.forward(x.unsqueeze(0).expand(self.population.size, -1, -1))
+        return float(pred.std(0).mean())
 
     # ------------------------------------------------------------------ planning a round
     def _plan(self) -> None:

@@ -32,7 +32,7 @@ def test_app_runs_writes_results_and_tracks_in_mlflow(tmp_path):
     assert (run_dir / "convergence.png").stat().st_size > 1000
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("nes_ensemble")
-    (run,) = client.search_runs([exp.experiment_id])
+    (run,) = [r for r in client.search_runs([exp.experiment_id]) if "member_id" not in r.data.tags]
     assert run.info.run_name == "nes-hartmann6-k3-s3" and run.info.status == "FINISHED"
     assert run.data.params["ensemble.members"] == "3" and run.data.params["budget"] == "30"
     best = client.get_metric_history(run.info.run_id, "best_y")
@@ -65,14 +65,63 @@ def test_callable_problem_from_the_command_line(tmp_path):
     assert history["y"].min() == pytest.approx(min(sum((v - 0.5) ** 2 for v in r) for r in rows))
 
 
-def test_sweep_gives_one_mlflow_run_per_job(tmp_path):
+def test_parallel_sweep_on_a_fresh_store_gives_one_mlflow_run_per_job(tmp_path):
+    """Four joblib jobs, two at a time, on a store that does not exist yet (created once before the jobs)."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    proc = run_app(["-m", "seed=0,1", "budget=15", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep",
-                    *FAST], tmp_path)
+    proc = run_app(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", "strategy=nes,sgd",
+                    "budget=15", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep", *FAST], tmp_path)
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(uri)
+    runs = [r for r in client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
+            if "member_id" not in r.data.tags]
+    assert sorted(r.info.run_name for r in runs) == ["nes-hartmann6-k3-s0", "nes-hartmann6-k3-s1",
+                                                     "sgd-hartmann6-k3-s0", "sgd-hartmann6-k3-s1"]
+    assert all(r.data.tags.get("sweep_dir") == f"{tmp_path}/sweep" and r.info.status == "FINISHED" for r in runs)
+
+
+def test_lineage_is_a_tree_of_nested_mlflow_runs(tmp_path):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_dir = tmp_path / "run"
+    proc = run_app(["problem=branin", "budget=40", "evolution.every=10", "evolution.parents=2",
+                    "evolution.children=2", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}", *FAST], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = json.loads((run_dir / "lineage.json").read_text())
+    assert (run_dir / "lineage.png").stat().st_size > 1000
+    client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["nes-hartmann6-k3-s0", "nes-hartmann6-k3-s1"]
-    assert all(r.data.tags.get("sweep_dir") == f"{tmp_path}/sweep" for r in runs)
+    (main,) = [r for r in runs if "member_id" not in r.data.tags]
+    members = {int(r.data.tags["member_id"]): r for r in runs if "member_id" in r.data.tags}
+    by_run = {r.info.run_id: r for r in runs}
+    forks = [e for e in events if e["event"] == "fork"]
+    merges = [e for e in events if e["event"] == "merge"]
+    assert forks and merges
+    assert len(members) == len({e["id"] for e in events if e["event"] in ("birth", "fork", "replace")})
+    for e in events:
+        run = members.get(e["id"])
+        if e["event"] == "birth":
+            assert run.data.tags["mlflow.parentRunId"] == main.info.run_id
+        elif e["event"] == "fork":  # nested under the parent member's run: the nested table is the family tree
+            parent = by_run[run.data.tags["mlflow.parentRunId"]]
+            assert int(parent.data.tags["member_id"]) == e["parent"]
+            assert run.data.tags["merged_into"] == str(e["parent"]) and "merge_weight" in run.data.metrics
+        elif e["event"] == "merge":
+            detail = json.loads(run.data.tags[f"merge.generation{e['generation']}"])
+            assert detail["forks"] == e["forks"] and detail["weights"] == e["weights"]
+            assert run.data.metrics["fitness_after_merge"] is not None
+    assert {a.path for a in client.list_artifacts(main.info.run_id)} >= {
+        "history.csv", "convergence.png", "lineage.json", "lineage.png", "config.yaml", "evaluations.jsonl"}
+    assert "diversity" in main.data.metrics and "surrogate_error" in main.data.metrics
+
+
+def test_an_unreachable_tracking_store_never_stops_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_app(["budget=20", "tracking.uri=http://127.0.0.1:9", f"hydra.run.dir={run_dir}", *FAST], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("MLflow tracking is off") == 1
+    assert len(pd.read_csv(run_dir / "history.csv")) == 20
