@@ -67,10 +67,12 @@ def read_runs(name: str, sweep_prefix: str) -> pd.DataFrame:
         hist = client.get_metric_history(run.info.run_id, "regret")
         steps = np.array([m.step for m in hist])
         order = np.argsort(steps, kind="stable")
+        clock = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "elapsed_seconds"))
         rows.append({"run_id": run.info.run_id, "strategy": run.data.tags.get("strategy"),
                      "problem": run.data.tags.get("problem"), "seed": int(run.data.params["seed"]),
                      "budget": int(run.data.params["budget"]), "seconds": run.data.metrics.get("seconds", np.nan),
-                     "steps": steps[order], "regret": np.array([m.value for m in hist])[order]})
+                     "steps": steps[order], "regret": np.array([m.value for m in hist])[order],
+                     "clock": np.array(clock).reshape(-1, 2)})
     if not rows:
         raise SystemExit(f"no finished runs under {sweep_prefix!r} in experiment {name!r}")
     return pd.DataFrame(rows)
@@ -97,8 +99,22 @@ def table(runs: pd.DataFrame, checkpoints: list[int]) -> pd.DataFrame:
                          "median regret": med, "IQR": f"{q1:.3g} - {q3:.3g}",
                          f"evals to target (reached)": (f"{np.median(np.array(reach)[reached]):.0f} ({reached.sum()}/{len(g)})"
                                                         if reached.any() else f"- (0/{len(g)})"),
-                         "target": target, "median seconds": float(np.median(g.seconds))})
+                         "target": target, "median seconds": float(np.median(g.seconds)),
+                         "ms per eval, first 100": 1000 * _slope(g.clock, 0, 100),
+                         f"ms per eval, last 100": 1000 * _slope(g.clock, g.budget.max() - 100, g.budget.max())})
     return pd.DataFrame(rows)
+
+
+def _slope(clocks: pd.Series, lo: int, hi: int) -> float:
+    """Median over runs of the wall time per evaluation between evaluations lo and hi: the optimizer's own
+    overhead (the test functions cost microseconds), and how it grows with the pool."""
+    out = []
+    for c in clocks:
+        if len(c) < 2:
+            continue
+        t = np.interp([max(lo, c[0, 0]), hi], c[:, 0], c[:, 1])
+        out.append((t[1] - t[0]) / max(1, hi - max(lo, c[0, 0])))
+    return float(np.median(out)) if out else np.nan
 
 
 def plot(runs: pd.DataFrame, path: str) -> str:

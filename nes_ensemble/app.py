@@ -104,6 +104,7 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
         metrics = opt.metrics()
         metrics.update(_known_truth(problem, opt))
         metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
+        metrics["elapsed_seconds"] = opt.seconds
         bar.update(opt.n_evaluations - bar.n)
         bar.set_postfix(best=f"{metrics['best_y']:.5g}")
         if tracker is not None:

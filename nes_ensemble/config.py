@@ -114,6 +114,7 @@ class StrategyConfig:
     es_popsize: int = 16  # es, nes_es: candidate networks per member per generation (antithetic pairs)
     es_stdev: float = 0.02  # initial standard deviation of the weight perturbations
     es_lr: float = 0.02  # Adam step of each member's centre
+    stdev_init: float = 0.25  # cmaes, snes, xnes, pgpe: initial step size in the unit cube (a quarter of the range)
 
 
 @dataclass
@@ -254,7 +255,7 @@ def check(cfg: DictConfig) -> None:
 
 ACTIVATIONS = {"tanh", "relu", "silu", "gelu", "sigmoid"}
 OPTIMIZERS = ("adam", "rmsprop", "rprop")
-STRATEGIES = ("nes", "sgd", "es", "nes_es")
+STRATEGIES = ("nes", "sgd", "es", "nes_es", "random", "sobol", "cmaes", "snes", "xnes", "pgpe", "tpe", "gp")
 
 __all__ = [
     "AppConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig", "ProblemConfig", "SearchConfig",

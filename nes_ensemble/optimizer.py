@@ -63,6 +63,17 @@ class Optimizer:
     (JSON lines, fsynced) before ``tell`` returns, and ``load`` replays what a checkpoint missed.
     """
 
+    def __new__(cls, bounds: Sequence[Sequence[float]] | None = None,
+                config: Mapping[str, Any] | DictConfig | None = None, *args: Any, **kwargs: Any) -> "Optimizer":
+        # Optimizer(bounds, strategy=...) of a baseline (random, cmaes, tpe, ...) is that baseline
+        if cls is Optimizer and bounds is not None:
+            from .baselines import BASELINES, Baseline
+
+            chosen = {k: v for k, v in kwargs.items() if k == "strategy"}
+            if make_config(config, **chosen).strategy.name in BASELINES:
+                cls = Baseline
+        return super().__new__(cls)
+
     def __init__(self, bounds: Sequence[Sequence[float]], config: Mapping[str, Any] | DictConfig | None = None,
                  seed: int | None = 0, direction: str = "maximize", journal: str | os.PathLike | None = None,
                  **overrides: Any):
@@ -553,6 +564,10 @@ class Optimizer:
         state = torch.load(os.fspath(path), weights_only=False)
         if state.pop("version", None) != _CHECKPOINT_VERSION:
             raise ValueError(f"{path}: not a nes_ensemble checkpoint of version {_CHECKPOINT_VERSION}")
+        if state.pop("kind", "optimizer") == "baseline":
+            from .baselines import Baseline
+
+            cls = Baseline
         opt = cls.__new__(cls)
         gen_state = state.pop("generator")
         cfg = state.pop("cfg")
@@ -561,6 +576,8 @@ class Optimizer:
         opt.generator = torch.Generator()
         opt.generator.set_state(gen_state)
         opt.busy, opt.stop_requested = False, False
+        if hasattr(opt, "_restore"):  # a baseline rebuilds its engine from the pool
+            opt._restore()
         opt.queue = [p for _, p in opt.pending] + opt.queue
         opt.pending = []
         if opt.journal_path is not None:

@@ -85,8 +85,11 @@ def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
+    (run,) = [r for r in runs if "member_id" not in r.data.tags]
     assert run.info.status == "KILLED"
+    alive = [r for r in runs if "member_id" in r.data.tags and "merged_into" not in r.data.tags]
+    assert alive and all(r.info.status in ("KILLED", "FINISHED") for r in alive)
 
 
 def test_failures_are_recorded_never_trained_on_and_counted_against_the_budget():
