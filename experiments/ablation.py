@@ -15,7 +15,6 @@ import os
 import sys
 
 import pandas as pd
-
 from common import RESULTS, run_parallel, save_table
 
 import nes_ensemble as ne

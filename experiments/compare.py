@@ -31,7 +31,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
 from common import RESULTS, save_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,11 +96,12 @@ def table(runs: pd.DataFrame, checkpoints: list[int]) -> pd.DataFrame:
             q1, med, q3 = np.nanpercentile(vals, [25, 50, 75])
             rows.append({"problem": problem, "strategy": strategy, "evaluations": n, "seeds": len(g),
                          "median regret": med, "IQR": f"{q1:.3g} - {q3:.3g}",
-                         f"evals to target (reached)": (f"{np.median(np.array(reach)[reached]):.0f} ({reached.sum()}/{len(g)})"
-                                                        if reached.any() else f"- (0/{len(g)})"),
+                         "evals to target (reached)": (
+                             f"{np.median(np.array(reach)[reached]):.0f} ({reached.sum()}/{len(g)})"
+                             if reached.any() else f"- (0/{len(g)})"),
                          "target": target, "median seconds": float(np.median(g.seconds)),
                          "ms per eval, first 100": 1000 * _slope(g.clock, 0, 100),
-                         f"ms per eval, last 100": 1000 * _slope(g.clock, g.budget.max() - 100, g.budget.max())})
+                         "ms per eval, last 100": 1000 * _slope(g.clock, g.budget.max() - 100, g.budget.max())})
     return pd.DataFrame(rows)
 
 

@@ -16,7 +16,6 @@ import time
 
 import numpy as np
 import pandas as pd
-
 from common import RESULTS, iqr, run_parallel, save_table
 
 import nes_ensemble as ne
@@ -80,11 +79,13 @@ def main() -> None:
     rows = []
     for method, g in runs.groupby("method", sort=False):
         rows.append({"method": method, "median regret": g.regret.median(), "regret IQR": iqr(g.regret),
-                     "median distance to x*": g.distance.median(), "seeds within 0.01": f"{(g.regret < 0.01).sum()}/{len(g)}",
+                     "median distance to x*": g.distance.median(),
+                     "seeds within 0.01": f"{(g.regret < 0.01).sum()}/{len(g)}",
                      "median seconds": g.seconds.median()})
     table = pd.DataFrame(rows)
     command = "python experiments/hartmann_benchmark.py " + " ".join(sys.argv[1:])
-    save_table(table, "hartmann_benchmark", f"Hartmann-6, {args.budget} evaluations, {args.seeds} seeds", command.strip())
+    title = f"Hartmann-6, {args.budget} evaluations, {args.seeds} seeds"
+    save_table(table, "hartmann_benchmark", title, command.strip())
     runs.to_csv(os.path.join(RESULTS, "hartmann_benchmark_runs.csv"), index=False)
 
 

@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-
 from common import save_table
 
 from nes_ensemble.config import EnsembleConfig, SearchConfig

@@ -148,7 +148,8 @@ class Baseline(Optimizer):
             points = self._gp_point()
         self.round += 1
         for j, x in enumerate(points):
-            self.queue.append(_Proposal(np.asarray(x, dtype=float), Provenance(name, member=self.drawn + j, round=self.round)))
+            prov = Provenance(name, member=self.drawn + j, round=self.round)
+            self.queue.append(_Proposal(np.asarray(x, dtype=float), prov))
         self.drawn += len(points)
 
     def _account(self, proposals: list[_Proposal], values: np.ndarray) -> None:

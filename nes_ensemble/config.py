@@ -96,6 +96,10 @@ class EvolutionConfig:
 class EvaluatorConfig:
     """How the objective is called, and what happens when an evaluation fails."""
 
+    name: str = "inline"  # inline (in this process) | processes (local worker processes) | ray (Ray tasks)
+    n_workers: int = 4  # processes, ray: evaluations in flight at once
+    ray_address: str = ""  # ray: an existing cluster ("auto", "ray://host:10001"); empty = start a local one
+    ray_cpus: int = 0  # ray, local cluster: CPUs to give it; 0 = n_workers
     timeout: float = 0.0  # seconds one evaluation may take (inline, main thread only); 0 = no limit
     retries: int = 0  # re-evaluations of a point whose evaluation raised or timed out
     max_failures: int = 10  # consecutive failed evaluations after which the run stops; 0 = never
@@ -240,6 +244,8 @@ def check(cfg: DictConfig) -> None:
     need(not cfg.budget or search.n_init <= cfg.budget, "search.n_init", search.n_init,
          f"the initial design needs more evaluations than budget={cfg.budget}; lower search.n_init or raise budget")
     ev = cfg.evaluator
+    need(ev.name in ("inline", "processes", "ray"), "evaluator", ev.name, "choose inline, processes or ray")
+    need(ev.n_workers >= 1, "evaluator.n_workers", ev.n_workers, "needs at least one worker")
     need(ev.timeout >= 0, "evaluator.timeout", ev.timeout, "must be >= 0 seconds (0 = no limit)")
     need(ev.retries >= 0, "evaluator.retries", ev.retries, "must be >= 0")
     need(ev.max_failures >= 0, "evaluator.max_failures", ev.max_failures, "must be >= 0 (0 = never stop)")
@@ -258,6 +264,7 @@ OPTIMIZERS = ("adam", "rmsprop", "rprop")
 STRATEGIES = ("nes", "sgd", "es", "nes_es", "random", "sobol", "cmaes", "snes", "xnes", "pgpe", "tpe", "gp")
 
 __all__ = [
-    "AppConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig", "ProblemConfig", "SearchConfig",
+    "AppConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig", "ProblemConfig",
+    "SearchConfig",
     "StrategyConfig", "TrackingConfig", "make_config", "MISSING",
 ]

@@ -187,11 +187,12 @@ class Evolution:
         before = -holdout_error(pop.subset(parents), hx, ht)
         for a, p in enumerate(parents.tolist()):
             sl = slice(a * cfg.children, (a + 1) * cfg.children)
-            w = merge(pop, state, p, forks.subset(torch.arange(sl.start, sl.stop)), fstate.select(torch.arange(sl.start, sl.stop)),
-                      fork_fit[sl], cfg.eta)
+            mine = torch.arange(sl.start, sl.stop)
+            w = merge(pop, state, p, forks.subset(mine), fstate.select(mine), fork_fit[sl], cfg.eta)
             after = float(-holdout_error(pop.subset(torch.tensor([p])), hx, ht)[0])
             events.append({"event": "merge", "id": pop.ids[p], "generation": int(pop.generation[p]),
-                           "evaluations": evaluations, "forks": fork_ids[sl], "weights": [round(float(v), 6) for v in w],
+                           "evaluations": evaluations, "forks": fork_ids[sl],
+                           "weights": [round(float(v), 6) for v in w],
                            "fork_fitness": [float(v) for v in fork_fit[sl]], "fitness_before": float(before[a]),
                            "fitness_after": after, **hyper_params(pop, p)})
         events += self._replace(pop, state, parents, evaluations)

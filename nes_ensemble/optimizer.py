@@ -174,8 +174,9 @@ class Optimizer:
             from .pool import Journal
 
             n = len(self.pool)
-            Journal(self.journal_path).write([Journal.row(n + i, X[i], units[i], float(self.sign * values[i]), reasons[i],
-                                                          proposals[i].provenance) for i in range(len(values))])
+            Journal(self.journal_path).write([
+                Journal.row(n + i, X[i], units[i], float(self.sign * values[i]), reasons[i], proposals[i].provenance)
+                for i in range(len(values))])
         self._score_members(units, values)
         self.pool.add(units, values, [p.provenance for p in proposals], reasons)
         self._grow_weights(len(values), np.isfinite(values))
@@ -614,15 +615,22 @@ class Optimizer:
 
 def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int | None = 0,
              strategy: str = "nes", *, batched: bool = False, direction: str = "maximize",
-             callback: Callable[[Optimizer], None] | None = None, **overrides: Any) -> Result:
+             callback: Callable[[Optimizer], None] | None = None, evaluator: str | Mapping[str, Any] | None = None,
+             n_workers: int | None = None, **overrides: Any) -> Result:
     """Maximize (or minimize) ``fn`` over ``bounds`` with exactly ``budget`` evaluations.
 
     ``fn`` maps one x [n] to a float (``batched=True``: [m, n] -> [m]). Keyword ``overrides`` set
     config keys: ``ensemble={"members": 20}``, ``search__mode="original"``. ``callback(opt)`` runs
-    after every round of evaluations (progress bars, tracking).
+    after every round of evaluations (progress bars, tracking). ``evaluator="processes"`` or
+    ``"ray"`` with ``n_workers=4`` evaluates that many points at once.
     """
     if not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ValueError(f"budget={budget!r}: must be a positive integer")
+    ev = dict(evaluator) if isinstance(evaluator, Mapping) else ({"name": evaluator} if evaluator else {})
+    if n_workers is not None:
+        ev["n_workers"] = n_workers
+    if ev:
+        overrides["evaluator"] = ev
     start = time.perf_counter()
     opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=int(budget),
                     **overrides)
@@ -635,7 +643,14 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300,
             return y
         return np.array([_scalar(fn(x)) for x in X])  # called with one row at a time by drive
 
-    drive(opt, evaluate, int(budget), callback, batched=batched)
+    if opt.cfg.evaluator.name == "inline":
+        drive(opt, evaluate, int(budget), callback, batched=batched)
+    else:
+        if batched:
+            raise ValueError(f"evaluator={opt.cfg.evaluator.name}: evaluates one point per worker; use batched=False")
+        from .evaluators import drive_parallel
+
+        drive_parallel(opt, fn, int(budget), callback)
     best_x, best_y = opt.best
     return Result(best_x, best_y, opt._to_native(opt.pool.x), opt.sign * opt.pool.y, opt.history(),
                   list(opt.events), time.perf_counter() - start)

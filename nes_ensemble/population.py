@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import EnsembleConfig, OPTIMIZERS
+from .config import OPTIMIZERS, EnsembleConfig
 
 _ACTS = {
     "tanh": torch.tanh,
