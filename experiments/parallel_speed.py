@@ -1,0 +1,56 @@
+"""Wall time of a run whose objective sleeps 0.5 s per call: inline against 4 process and 4 Ray workers.
+
+    python experiments/parallel_speed.py --budget 40 --workers 4
+
+Prints and saves experiments/results/parallel_speed.{csv,md}: wall seconds, the ratio to inline
+(measured in this one run), and the regret reached on a sphere, for each evaluator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from common import save_table
+
+import nes_ensemble as ne
+
+
+def slow_sphere(x: np.ndarray) -> float:
+    time.sleep(0.5)
+    return -float(np.sum((np.asarray(x) - 0.3) ** 2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)  # started outside the timing
+    rows = []
+    for evaluator in ("inline", "processes", "ray"):
+        start = time.perf_counter()
+        kw = {} if evaluator == "inline" else {"evaluator": evaluator, "n_workers": args.workers}
+        result = ne.optimize(slow_sphere, [(0, 1)] * 4, budget=args.budget, seed=args.seed, **kw)
+        rows.append({"evaluator": evaluator, "workers": 1 if evaluator == "inline" else args.workers,
+                     "evaluations": len(result.X), "wall s": time.perf_counter() - start,
+                     "regret": -result.best_y})
+    ray.shutdown()
+    table = pd.DataFrame(rows)
+    table["ratio to inline"] = table["wall s"] / table["wall s"].iloc[0]
+    save_table(table, "parallel_speed", f"{args.budget} evaluations of a 0.5 s objective",
+               "python experiments/parallel_speed.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Parallel evaluators: local processes and Ray keep several evaluations in flight and lose none."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import nes_ensemble as ne
+
+
+def sphere(x):
+    return -float(np.sum((np.asarray(x) - 0.3) ** 2))
+
+
+def test_processes_evaluator_runs_the_budget_and_finds_the_optimum():
+    result = ne.optimize(sphere, [(0, 1)] * 3, budget=60, seed=0, evaluator="processes", n_workers=2,
+                         ensemble={"members": 4})
+    assert len(result.X) == 60 and (result.history.status == "ok").all()
+    assert result.best_y > -0.01
+
+
+def test_one_worker_gives_the_inline_run_exactly():
+    inline = ne.optimize(sphere, [(0, 1)] * 2, budget=30, seed=1, ensemble={"members": 3})
+    one = ne.optimize(sphere, [(0, 1)] * 2, budget=30, seed=1, ensemble={"members": 3}, evaluator="processes",
+                      n_workers=1)
+    np.testing.assert_array_equal(inline.X, one.X)
+
+
+def _dies_once(flag):
+    def f(x):
+        if not os.path.exists(flag) and len(os.listdir(os.path.dirname(flag))) > 8:
+            open(flag, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-evaluation
+        open(os.path.join(os.path.dirname(flag), f"call-{time.monotonic_ns()}"), "w").close()
+        return sphere(x)
+    return f
+
+
+def test_a_worker_that_dies_loses_no_evaluation(tmp_path):
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    result = ne.optimize(_dies_once(str(calls / "died")), [(0, 1)] * 2, budget=25, seed=0, evaluator="processes",
+                         n_workers=2, ensemble={"members": 3})
+    assert (calls / "died").exists()
+    assert len(result.X) == 25 and (result.history.status == "ok").all()
+    assert any(e["event"] == "worker_died" for e in result.lineage)
+    assert len(np.unique(result.X, axis=0)) == 25  # the lost point was evaluated again, once
+
+
+def test_ray_evaluator_completes_a_run_and_survives_a_dying_worker(tmp_path):
+    ray = pytest.importorskip("ray")
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        result = ne.optimize(_dies_once(str(calls / "died")), [(0, 1)] * 2, budget=25, seed=0, evaluator="ray",
+                             n_workers=2, ensemble={"members": 3})
+    finally:
+        ray.shutdown()
+    assert (calls / "died").exists()
+    assert len(result.X) == 25 and (result.history.status == "ok").all()
+    assert any(e["event"] == "worker_died" for e in result.lineage)
