@@ -43,7 +43,7 @@ def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
         problem = from_callable(import_function(cfg.fn), bounds, cfg.batched, cfg.direction, cfg.optimum,
                                 name=cfg.fn.rsplit(".", 1)[-1])
         return noisy(problem, cfg.noise_std, seed) if cfg.noise_std else problem
-    return make_problem(cfg.name, cfg.dim, cfg.noise_std, seed)
+    return make_problem(cfg.name, cfg.dim, cfg.noise_std, seed, cfg.workload)
 
 
 def run_name(cfg: DictConfig, problem: Problem) -> str:

@@ -133,6 +133,7 @@ class ProblemConfig:
     batched: bool = False  # callable: fn maps [m, n] to [m]
     direction: str = "maximize"  # callable: maximize | minimize
     optimum: Any = None  # callable: known best value, if any, to report regret
+    workload: str = "steady"  # read_cluster: steady | bursty | hotspot
 
 
 @dataclass

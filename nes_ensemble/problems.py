@@ -219,10 +219,22 @@ def from_callable(fn: Callable, bounds: Sequence[Sequence[float]], batched: bool
     return Problem(name, f, b, value, None, sign=sign)
 
 
-def make_problem(name: str, dim: int = 0, noise_std: float = 0.0, seed: int = 0) -> Problem:
+def read_cluster(workload: str = "steady", seed: int = 0) -> Problem:
+    """The live storage read-cluster (``read_cluster.py``): minimize mean read latency; noisy, stateful,
+    optimum unknown. Each evaluation advances the running cluster by one window of traffic."""
+    from .read_cluster import BOUNDS, ClusterConfig, LiveObjective
+
+    live = LiveObjective(ClusterConfig(workload=workload), seed=seed)
+    return Problem(f"read_cluster_{workload}", lambda X: np.array([live(x) for x in X]), BOUNDS.copy())
+
+
+def make_problem(name: str, dim: int = 0, noise_std: float = 0.0, seed: int = 0, workload: str = "steady") -> Problem:
     """A built-in problem by name, e.g. ``make_problem("ackley", dim=20, noise_std=0.1)``."""
+    if name == "read_cluster":
+        return noisy(read_cluster(workload, seed), noise_std, seed) if noise_std else read_cluster(workload, seed)
     if name not in PROBLEMS:
-        raise ValueError(f"unknown problem {name!r}: choose from {', '.join(sorted(PROBLEMS))} or callable")
+        raise ValueError(f"unknown problem {name!r}: choose from {', '.join(sorted(PROBLEMS))}, read_cluster "
+                         "or callable")
     if name in _FIXED_DIM:
         if dim not in (0, _FIXED_DIM[name]):
             raise ValueError(f"problem {name} has dimension {_FIXED_DIM[name]}, not dim={dim}")
