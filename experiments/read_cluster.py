@@ -21,7 +21,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
 from common import RESULTS, run_parallel, save_table  # noqa: E402
 
 import nes_ensemble as ne  # noqa: E402
