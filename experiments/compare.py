@@ -66,7 +66,7 @@ def read_runs(name: str, sweep_prefix: str) -> pd.DataFrame:
     runs = client.search_runs([exp.experiment_id], f"tags.sweep_dir LIKE '{sweep_prefix}%'", max_results=50000)
     rows = []
     for run in runs:
-        if run.info.status != "FINISHED":
+        if run.info.status != "FINISHED" or "seed" not in run.data.params:  # unfinished, or a summary run
             continue
         hist = client.get_metric_history(run.info.run_id, "regret")
         steps = np.array([m.step for m in hist])

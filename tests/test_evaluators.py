@@ -49,6 +49,7 @@ def test_a_worker_that_dies_loses_no_evaluation(tmp_path):
     assert len(np.unique(result.X, axis=0)) == 25  # the lost point was evaluated again, once
 
 
+@pytest.mark.slow  # a local Ray cluster starts in seconds on an idle machine, in minutes on a loaded one
 def test_ray_evaluator_completes_a_run_and_survives_a_dying_worker(tmp_path):
     ray = pytest.importorskip("ray")
     calls = tmp_path / "calls"
