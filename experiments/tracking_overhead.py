@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import pandas as pd
-
 from common import save_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

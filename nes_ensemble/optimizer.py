@@ -222,6 +222,7 @@ class Optimizer:
             "diversity": self._diversity(),
             "generation": float(self.evolution.generation),
             "round": float(self.round),
+            "failed_evaluations": float(len(self.pool) - self.pool.ok.sum()),
         }
 
     def _diversity(self) -> float:
@@ -380,7 +381,9 @@ class Optimizer:
         """Count rounds without a gain of the best point outside the basins left; True when it is time to leave."""
         patience = self.cfg.search.restart_patience
         y = self.pool.y[self.pool.ok]
-        if best > self.last_best + 1e-3 * (y.std() + 1e-12):
+        with np.errstate(all="ignore"):  # absurdly large values must not break the bookkeeping
+            gained = best > self.last_best + 1e-3 * (y.std() + 1e-12)
+        if gained:
             self.stall, self.last_best = 0, best
         else:
             self.stall += 1

@@ -20,8 +20,8 @@ FAST = ["problem=branin", "budget=45", "seed=4", "ensemble.members=3", "ensemble
         "ensemble.train_steps=10", "evolution.every=12", "progress=false"]
 
 
-def _app(args, **kw):
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+def _app(args, env=None, **kw):
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "nes_ensemble", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
@@ -30,14 +30,30 @@ def _lines(path):
     return len(Journal.read(path)) if path.exists() else 0
 
 
+LOGGED = """
+import os, numpy as np
+def branin_logged(x):
+    with open(os.environ["NES_TEST_CALLS"], "a") as f:
+        f.write(" ".join(repr(float(v)) for v in x) + "\\n")
+    a, b, c, r, s, t = 1, 5.1 / (4 * np.pi ** 2), 5 / np.pi, 6, 10, 1 / (8 * np.pi)
+    return float(a * (x[1] - b * x[0] ** 2 + c * x[0] - r) ** 2 + s * (1 - t) * np.cos(x[0]) + s)
+"""
+
+
 def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    (tmp_path / "logged.py").write_text(LOGGED)
+    problem = ["problem=callable", "problem.fn=logged.branin_logged", "problem.bounds=[[-5,10],[0,15]]",
+               "problem.direction=minimize"]
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
-    ref = _app([*FAST, f"tracking.uri={uri}", f"hydra.run.dir={ref_dir}"])
+    env = {"PYTHONPATH": str(tmp_path), "NES_TEST_CALLS": str(tmp_path / "ref_calls.txt")}
+    fast = [a for a in FAST if not a.startswith("problem=")]
+    ref = _app([*problem, *fast, f"tracking.uri={uri}", f"hydra.run.dir={ref_dir}"], env=env)
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
 
+    env["NES_TEST_CALLS"] = str(tmp_path / "calls.txt")
     rng = np.random.default_rng(0)
-    proc = _app([*FAST, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"])
+    proc = _app([*problem, *fast, f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"], env=env)
     kills = 0
     for target in sorted(rng.integers(5, 40, size=3)):  # SIGKILL at three random points of the run
         while _lines(run_dir / "evaluations.jsonl") < target and proc.poll() is None:
@@ -46,16 +62,19 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
             proc.kill()
             proc.wait()
             kills += 1
-        proc = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}"])
+        proc = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'resume'}"], env=env)
     assert proc.wait(timeout=300) == 0, proc.stderr.read()
     assert kills >= 2
 
     a, b = pd.read_csv(ref_dir / "history.csv"), pd.read_csv(run_dir / "history.csv")
     assert len(b) == 45
     cols = ["x0", "x1", "y", "source", "member"]
-    pd.testing.assert_frame_equal(a[cols], b[cols])
+    pd.testing.assert_frame_equal(a[cols], b[cols])  # the same run as the uninterrupted one
     rows = Journal.read(run_dir / "evaluations.jsonl")
-    assert [r["evaluation"] for r in rows] == list(range(45))  # nothing evaluated twice, nothing lost
+    assert [r["evaluation"] for r in rows] == list(range(45))
+    pool = {tuple(r["x"]) for r in rows}
+    calls = {tuple(float(v) for v in line.split()) for line in (tmp_path / "calls.txt").read_text().splitlines()}
+    assert len(pool) == 45 and calls == pool  # every point the objective saw is in the pool, exactly once
 
     from mlflow.tracking import MlflowClient
 
@@ -177,3 +196,22 @@ def test_bad_input_fails_before_any_evaluation_with_a_clear_message(args, words,
     assert proc.returncode != 0 and words in err
     assert "Traceback" not in err
     assert not (tmp_path / "evaluations.jsonl").exists() or _lines(tmp_path / "evaluations.jsonl") == 0
+
+
+def test_an_objective_failing_a_fifth_of_the_time_still_reaches_the_budget():
+    rng = np.random.default_rng(7)
+    p = ne.make_problem("hartmann6")
+
+    def flaky(x):
+        if rng.random() < 0.2:
+            raise TimeoutError("storage node did not answer")
+        return p(x)
+
+    seen = []
+    result = ne.optimize(flaky, p.bounds, budget=80, seed=0, ensemble={"members": 4},
+                         callback=lambda opt: seen.append(opt.metrics()["failed_evaluations"]))
+    failed = result.history.status == "failed"
+    assert len(result.X) == 80 and 5 < failed.sum() < 30
+    assert seen[-1] == failed.sum()  # the count the tracker logs as the metric failed_evaluations
+    assert (result.history.reason[failed] == "TimeoutError: storage node did not answer").all()
+    assert result.best_y > 1.0

@@ -1,0 +1,90 @@
+"""Property-based: random bad input at the public interface is accepted and correct, or rejected with a
+documented error (ValueError naming the problem); never an unexpected exception."""
+
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nes_ensemble as ne
+
+floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(-5, 5))
+bounds_lists = st.lists(st.lists(floats, min_size=0, max_size=3), min_size=0, max_size=3)
+FAST = {"ensemble": {"members": 2, "train_steps_initial": 5, "train_steps": 2}, "search": {"n_init": 3}}
+
+
+def _valid(bounds) -> bool:
+    try:
+        b = np.asarray(bounds, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return b.ndim == 2 and b.shape[0] >= 1 and b.shape[1] == 2 and np.isfinite(b).all() and (b[:, 0] < b[:, 1]).all()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bounds=bounds_lists)
+def test_bounds_are_accepted_exactly_when_valid(bounds):
+    try:
+        opt = ne.Optimizer(bounds, config=FAST, seed=0)
+    except ValueError as err:
+        assert not _valid(bounds), err
+        assert str(err)
+        return
+    assert _valid(bounds)
+    X = opt.ask(2)
+    b = np.asarray(bounds, dtype=float)
+    assert X.shape == (2, len(b)) and np.all(X >= b[:, 0]) and np.all(X <= b[:, 1])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.integers(0, 4), cols=st.integers(0, 4), values=st.lists(floats, min_size=0, max_size=5),
+       tamper=st.booleans())
+def test_tell_accepts_what_was_asked_and_rejects_the_rest(rows, cols, values, tamper):
+    opt = ne.Optimizer([(0, 1), (0, 1)], config=FAST, seed=0)
+    asked = opt.ask(3)
+    X = asked[:rows, :cols] if cols != 2 else asked[:rows]
+    if tamper and len(X):
+        X = X + 0.5
+    try:
+        opt.tell(X, values)
+    except ValueError as err:
+        assert str(err)
+        return
+    # accepted: it was a genuine subset of the asked points with one value each
+    assert X.shape[1] == 2 and len(values) == len(X) and not tamper or len(X) == 0
+    told = np.asarray(values, dtype=float)
+    assert opt.n_evaluations == len(X)
+    assert np.array_equal(np.isfinite(opt.pool.y), np.isfinite(told))  # NaN / inf are failed evaluations
+
+
+settings_keys = st.sampled_from([
+    ("ensemble", "members"), ("ensemble", "lr_min"), ("ensemble", "widths"), ("search", "mode"),
+    ("search", "sigma_init"), ("evolution", "eta"), ("evaluator", "timeout"), ("strategy", "name"),
+    ("search", "n_init"), ("ensemble", "membres"), ("serach", "mode")])
+setting_values = st.one_of(st.integers(-3, 50), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=6),
+                           st.lists(st.integers(-2, 8), max_size=3), st.none())
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=settings_keys, value=setting_values)
+def test_config_values_are_accepted_or_rejected_with_a_message_naming_the_key(key, value):
+    group, name = key
+    try:
+        opt = ne.Optimizer([(0, 1)] * 2, seed=0, **{group: {name: value}})
+    except ValueError as err:
+        assert group in str(err) or name in str(err) or repr(value) in str(err), err
+        return
+    X = opt.ask(1)
+    assert X.shape == (1, 2) and np.all((X >= 0) & (X <= 1))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(math.nan)),
+                       min_size=12, max_size=12))
+def test_optimize_survives_any_values_the_objective_returns(values):
+    it = iter(values)
+    result = ne.optimize(lambda x: next(it), [(0, 1)] * 2, budget=12, seed=0, evaluator={"max_failures": 0}, **FAST)
+    assert len(result.y) == 12
+    finite = np.isfinite(np.asarray(values, dtype=float))
+    assert ((result.history.status == "ok").to_numpy() == finite).all()
