@@ -5,8 +5,20 @@
     opt = ne.Optimizer(bounds); X = opt.ask(4); opt.tell(X, y)
 """
 
-from .optimizer import EvaluationError, Optimizer, Result, optimize
-from .problems import Problem, make_problem
+from typing import Any
+
+_LAZY = {"EvaluationError": "optimizer", "Optimizer": "optimizer", "Result": "optimizer", "optimize": "optimizer",
+         "Problem": "problems", "make_problem": "problems"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use, so that worker processes which only need ``nes_ensemble.remote`` or
+    ``nes_ensemble.problems`` do not pay for torch."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["EvaluationError", "Optimizer", "Result", "optimize", "Problem", "make_problem"]
 __version__ = "0.1.0"

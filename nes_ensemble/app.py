@@ -25,6 +25,7 @@ from .evaluators import drive_parallel
 from .optimizer import EvaluationError, Optimizer, drive
 from .plots import convergence_plot, lineage_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
+from .remote import Objective
 from .tracking import Tracker, default_uri, prepare_store
 
 ConfigStore.instance().store(name="base_config", node=AppConfig)
@@ -117,7 +118,7 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
             if cfg.evaluator.name == "inline":
                 drive(opt, lambda X: problem.sign * problem.evaluate(X), cfg.budget, after_round)  # in the user's sign
             else:
-                drive_parallel(opt, _Objective(problem), cfg.budget, after_round)
+                drive_parallel(opt, Objective(problem), cfg.budget, after_round)
         except KeyboardInterrupt:
             status = "KILLED"
         except EvaluationError as err:
@@ -184,16 +185,6 @@ def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str)
         with open(saved, "w") as f:
             json.dump({"run_id": tracker.run_id, "uri": tracker.uri}, f)
     return tracker
-
-
-class _Objective:
-    """One point in the user's box -> one value in the user's sign; pickled to worker processes or Ray."""
-
-    def __init__(self, problem: Problem):
-        self.problem = problem
-
-    def __call__(self, x: np.ndarray) -> float:
-        return float(self.problem.sign * self.problem.evaluate(np.asarray(x, dtype=float)[None])[0])
 
 
 class _interrupts:

@@ -18,28 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .optimizer import EvaluationError, Optimizer, _scalar
+from .optimizer import EvaluationError, Optimizer
+from .remote import call, call_installed, install
 
 EVALUATORS = ("inline", "processes", "ray")
-
-
-def _call(fn: Callable, x: np.ndarray) -> float:
-    return _scalar(fn(x))
-
-
-_WORKER_FN: Callable | None = None
-
-
-def _install(payload: bytes) -> None:
-    """Process-pool initializer: unpickle the objective once per worker (cloudpickle: closures work too)."""
-    import cloudpickle
-
-    global _WORKER_FN
-    _WORKER_FN = cloudpickle.loads(payload)
-
-
-def _call_installed(x: np.ndarray) -> float:
-    return _call(_WORKER_FN, x)
 
 
 def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: int,
@@ -92,14 +74,14 @@ class _ProcessPool:
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.n_workers, initializer=_install, initargs=(self.payload,))
+        return ProcessPoolExecutor(max_workers=self.n_workers, initializer=install, initargs=(self.payload,))
 
     def submit(self, x: np.ndarray) -> Future:
         try:
-            return self.executor.submit(_call_installed, x)
+            return self.executor.submit(call_installed, x)
         except BrokenProcessPool:  # a worker died earlier: start a fresh pool
             self.executor = self._start()
-            return self.executor.submit(_call_installed, x)
+            return self.executor.submit(call_installed, x)
 
     def wait(self, handles: list[Future]) -> list[tuple[Future, tuple[str, Any]]]:
         done, _ = wait(handles, return_when=FIRST_COMPLETED)
@@ -133,7 +115,7 @@ class _RayPool:
             kwargs: dict[str, Any] = {"address": ev.ray_address} if ev.ray_address else {
                 "num_cpus": ev.ray_cpus or ev.n_workers, "include_dashboard": False}
             ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
-        self.task = ray.remote(max_retries=0)(_call)
+        self.task = ray.remote(max_retries=0)(call)
         self.fn_ref = ray.put(fn)
 
     def submit(self, x: np.ndarray) -> Any:

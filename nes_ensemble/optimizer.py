@@ -9,7 +9,6 @@ can be called again before earlier points are told.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import tempfile
@@ -29,6 +28,7 @@ from .evolution import Evolution
 from .pool import Provenance, SamplePool
 from .population import Population
 from .problems import check_bounds
+from .remote import scalar
 from .search import Schedule, ascend, distinct, gaussian, initial_design, original_paths
 from .training import OptimizerState, fit, fit_es
 
@@ -644,7 +644,7 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300,
             if y.shape[0] != X.shape[0]:
                 raise ValueError(f"fn returned {y.shape[0]} values for {X.shape[0]} points (batched=True)")
             return y
-        return np.array([_scalar(fn(x)) for x in X])  # called with one row at a time by drive
+        return np.array([scalar(fn(x)) for x in X])  # called with one row at a time by drive
 
     if opt.cfg.evaluator.name == "inline":
         drive(opt, evaluate, int(budget), callback, batched=batched)
@@ -751,11 +751,3 @@ class _time_limit:
         if self.seconds > 0:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.previous)
-
-
-def _scalar(value: Any) -> float:
-    try:
-        v = float(np.asarray(value, dtype=float).reshape(()))
-    except (TypeError, ValueError):
-        raise ValueError(f"fn returned {value!r}: expected one number per point (or use batched=True)") from None
-    return v if math.isfinite(v) else float("nan")
