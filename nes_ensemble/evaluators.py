@@ -22,6 +22,7 @@ from .optimizer import EvaluationError, Optimizer
 from .remote import call, call_installed, install
 
 EVALUATORS = ("inline", "processes", "ray")
+MAX_REQUEUES = 3  # a point whose worker dies more often than this is recorded as a failed evaluation
 
 
 def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: int,
@@ -33,6 +34,7 @@ def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: in
     try:
         in_flight: dict[Any, np.ndarray] = {}
         retry: list[np.ndarray] = []
+        deaths: dict[bytes, int] = {}
         while opt.n_evaluations < budget:
             while len(in_flight) < ev.n_workers and opt.n_evaluations + len(in_flight) < budget:
                 x = retry.pop(0) if retry else opt.ask(1)[0]
@@ -43,8 +45,11 @@ def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: in
                 if kind == "died":  # the worker, not the objective, failed: evaluate the point again
                     opt.events.append({"event": "worker_died", "evaluations": opt.n_evaluations,
                                        "x": [float(v) for v in x], "error": value})
-                    retry.append(x)
-                    continue
+                    deaths[x.tobytes()] = deaths.get(x.tobytes(), 0) + 1
+                    if deaths[x.tobytes()] <= MAX_REQUEUES:
+                        retry.append(x)
+                        continue
+                    kind, value = "failed", f"the worker died {MAX_REQUEUES + 1} times on this point ({value})"
                 y, reason = (value, "") if kind == "ok" else (math.nan, value)
                 if kind == "ok" and not math.isfinite(y):
                     y, reason = math.nan, "non-finite value"

@@ -49,12 +49,14 @@ def test_a_worker_that_dies_loses_no_evaluation(tmp_path):
     assert len(np.unique(result.X, axis=0)) == 25  # the lost point was evaluated again, once
 
 
-@pytest.mark.slow  # a local Ray cluster starts in seconds on an idle machine, in minutes on a loaded one
 def test_ray_evaluator_completes_a_run_and_survives_a_dying_worker(tmp_path):
     ray = pytest.importorskip("ray")
     calls = tmp_path / "calls"
     calls.mkdir()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # the workers must be able to import this test module, where the objective is defined
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.path.dirname(__file__)}})
     try:
         result = ne.optimize(_dies_once(str(calls / "died")), [(0, 1)] * 2, budget=25, seed=0, evaluator="ray",
                              n_workers=2, ensemble={"members": 3})
