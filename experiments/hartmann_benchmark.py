@@ -21,9 +21,9 @@ from common import RESULTS, iqr, run_parallel, save_table
 import nes_ensemble as ne
 
 
-def run_nes(seed: int, budget: int, overrides: dict) -> tuple[np.ndarray, float]:
+def run_nes(seed: int, budget: int, strategy: str) -> tuple[np.ndarray, float]:
     h6 = ne.make_problem("hartmann6")
-    result = ne.optimize(h6, h6.bounds, budget=budget, seed=seed, **overrides)
+    result = ne.optimize(h6, h6.bounds, budget=budget, seed=seed, strategy=strategy)
     return result.best_x, float(result.best_y)
 
 
@@ -56,8 +56,8 @@ def run_random(seed: int, budget: int) -> tuple[np.ndarray, float]:
 def task(args: tuple) -> dict:
     method, seed, budget, overrides = args
     start = time.perf_counter()
-    if method == "nes_ensemble":
-        best_x, best_y = run_nes(seed, budget, overrides)
+    if method.startswith("nes_ensemble"):
+        best_x, best_y = run_nes(seed, budget, "sgd" if method.endswith("sgd") else "nes")
     elif method == "cma-es":
         best_x, best_y = run_cmaes(seed, budget)
     else:
@@ -72,7 +72,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--methods", default="nes_ensemble,cma-es,random")
+    parser.add_argument("--methods", default="nes_ensemble,nes_ensemble-sgd,cma-es,random",
+                        help="nes_ensemble (default strategy nes), nes_ensemble-sgd, cma-es, random")
     args = parser.parse_args()
     tasks = [(m, s, args.budget, {}) for m in args.methods.split(",") for s in range(args.seeds)]
     runs = pd.DataFrame(run_parallel(task, tasks, args.workers))

@@ -26,7 +26,7 @@ import nes_ensemble as ne  # noqa: E402
 
 
 def task(args: tuple) -> list[dict]:
-    k, seed, budget, marks, mode = args
+    k, seed, budget, marks, mode, strategy = args
     h6 = ne.make_problem("hartmann6")
     start = time.perf_counter()
     overrides = {"ensemble": {"members": k}}
@@ -35,7 +35,7 @@ def task(args: tuple) -> list[dict]:
                                   "optimizers": ["rmsprop", "rprop", "adam"], "sparsity_min": 0.1,
                                   "sparsity_max": 0.1, "bootstrap": False},
                      "search": {"mode": "original", "n_init": 300, "windows": True}}
-    result = ne.optimize(h6, h6.bounds, budget=budget, seed=seed, **overrides)
+    result = ne.optimize(h6, h6.bounds, budget=budget, seed=seed, strategy=strategy, **overrides)
     seconds = time.perf_counter() - start
     rows = []
     for n in marks:
@@ -69,12 +69,13 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=2300)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mode", default="default", choices=["default", "original"])
+    parser.add_argument("--strategy", default="nes", help="nes (evolution on top) or sgd")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     marks = [n for n in (300, 500, 1000, 1500, 2000, 2300) if n <= args.budget]
     marks = sorted(set(marks + [args.budget]))
     # the slowest jobs first, so the pool does not wait on one long job at the end
-    tasks = [(k, s, args.budget, marks, args.mode) for k in sorted(ks, reverse=True) for s in range(args.seeds)]
+    tasks = [(k, s, args.budget, marks, args.mode, args.strategy) for k in sorted(ks, reverse=True) for s in range(args.seeds)]
     runs = pd.DataFrame([row for rows in run_parallel(task, tasks, args.workers) for row in rows])
     suffix = "" if args.mode == "default" else f"_{args.mode}"
     runs.to_csv(f"{RESULTS}/reference{suffix}_runs.csv", index=False)
