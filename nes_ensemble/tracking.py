@@ -1,8 +1,9 @@
 """MLflow tracking: the only module that imports mlflow.
 
-The tracker is fed plain dicts (params, metrics with a step, file paths) by the app. It never
-blocks the optimization: if the store cannot be reached or errors, it says so once and goes quiet,
-and the run directory still holds everything.
+The tracker is fed plain dicts (params, metrics with a step, events, file paths) by the app. It
+never blocks the optimization: the calls run in a writer thread, in order, while the optimizer goes
+on (``finish`` waits for them); if the store cannot be reached or errors, it says so once and goes
+quiet, and the run directory still holds everything.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import json
 import logging
 import math
 import os
+import queue
 import sys
+import threading
 import time
 import warnings
 from typing import Any, Mapping
@@ -62,6 +65,8 @@ class Tracker:
         self.run_id: str | None = None
         self.uri = uri
         self.members: dict[int, str] = {}  # member id -> its nested MLflow run (members alive now)
+        self._queue: queue.Queue | None = None  # calls waiting for the writer thread
+        self._writer: threading.Thread | None = None
         self.known: set[int] = set()  # every member id that has a run (a resumed run re-emits some events)
         self._failed = False
         self._guard(self._start, uri, experiment, run_name, params, dict(tags or {}), run_id)
@@ -124,13 +129,26 @@ class Tracker:
             self.client.log_batch(self.run_id, metrics=batch)
 
         if self.active:
-            self._guard(do)
+            self._submit(do)
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        """Queue an MLflow call for the writer thread, so the optimization never waits on the store."""
+        if self._queue is None:
+            self._queue = queue.Queue()
+            self._writer = threading.Thread(target=self._write, daemon=True, name="nes_ensemble-tracker")
+            self._writer.start()
+        self._queue.put((fn, args))
+
+    def _write(self) -> None:
+        while (item := self._queue.get()) is not None:
+            fn, args = item
+            self._guard(fn, *args)
 
     def log_events(self, events: list[dict]) -> None:
         """Lineage into MLflow: a nested run per member (a fork's under its parent's), merges on the parent."""
         if self.active:
             for event in events:
-                self._guard(self._event, event)
+                self._submit(self._event, event)
 
     def _member_run(self, event: dict, parent_run: str) -> None:
         if event["id"] in self.known:
@@ -180,11 +198,18 @@ class Tracker:
         if self.active:
             for path in paths:
                 if os.path.exists(path):
-                    self._guard(self.client.log_artifact, self.run_id, path)
+                    self._submit(self.client.log_artifact, self.run_id, path)
 
     def finish(self, status: str = "FINISHED") -> None:
         """End the optimization run and its members' runs with ``status`` (FINISHED, KILLED, FAILED)."""
         if self.active:
-            for run in self.members.values():
-                self._guard(self.client.set_terminated, run, status)
-            self._guard(self.client.set_terminated, self.run_id, status)
+            def end() -> None:
+                for run in self.members.values():
+                    self.client.set_terminated(run, status)
+                self.client.set_terminated(self.run_id, status)
+
+            self._submit(end)
+        if self._queue is not None:  # wait for every queued call
+            self._queue.put(None)
+            self._writer.join()
+            self._queue = None
