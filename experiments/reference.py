@@ -75,7 +75,8 @@ def main() -> None:
     marks = [n for n in (300, 500, 1000, 1500, 2000, 2300) if n <= args.budget]
     marks = sorted(set(marks + [args.budget]))
     # the slowest jobs first, so the pool does not wait on one long job at the end
-    tasks = [(k, s, args.budget, marks, args.mode, args.strategy) for k in sorted(ks, reverse=True) for s in range(args.seeds)]
+    tasks = [(k, s, args.budget, marks, args.mode, args.strategy)
+             for k in sorted(ks, reverse=True) for s in range(args.seeds)]
     runs = pd.DataFrame([row for rows in run_parallel(task, tasks, args.workers) for row in rows])
     suffix = "" if args.mode == "default" else f"_{args.mode}"
     runs.to_csv(f"{RESULTS}/reference{suffix}_runs.csv", index=False)
