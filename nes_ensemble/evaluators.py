@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .optimizer import EvaluationError, Optimizer
+from .optimizer import Optimizer, failure_streak
 from .remote import call, call_installed, install
 
 EVALUATORS = ("inline", "processes", "ray")
@@ -37,7 +37,11 @@ def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: in
         deaths: dict[bytes, int] = {}
         while opt.n_evaluations < budget:
             while len(in_flight) < ev.n_workers and opt.n_evaluations + len(in_flight) < budget:
-                x = retry.pop(0) if retry else opt.ask(1)[0]
+                if retry:
+                    x = retry.pop(0)
+                else:
+                    with opt.bookkeeping():
+                        x = opt.ask(1)[0]
                 in_flight[pool.submit(x)] = x
             for handle, outcome in pool.wait(list(in_flight)):
                 x = in_flight.pop(handle)
@@ -53,17 +57,17 @@ def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: in
                 y, reason = (value, "") if kind == "ok" else (math.nan, value)
                 if kind == "ok" and not math.isfinite(y):
                     y, reason = math.nan, "non-finite value"
-                opt.tell(x[None], [y], [reason])
+                with opt.bookkeeping():
+                    opt.tell(x[None], [y], [reason])
                 told_since += 1
-                streak = streak + 1 if not math.isfinite(y) else 0
-                if ev.max_failures and streak >= ev.max_failures:
-                    raise EvaluationError(f"the objective failed {streak} times in a row (last: {reason}); stopping "
-                                          f"after {opt.n_evaluations} evaluations, all kept")
+                streak = failure_streak(opt, streak, [y], reason)
             if callback is not None and told_since >= ev.n_workers:
-                callback(opt)
+                with opt.bookkeeping():
+                    callback(opt)
                 told_since = 0
         if callback is not None and told_since:
-            callback(opt)
+            with opt.bookkeeping():
+                callback(opt)
     finally:
         opt.pending.clear()
         pool.close()

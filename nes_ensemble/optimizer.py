@@ -9,13 +9,14 @@ can be called again before earlier points are told.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -114,6 +115,15 @@ class Optimizer:
         n = max(20, 6 * self.dim)
         budget = self.cfg.budget
         return min(n, max(2, budget // 4)) if budget else n
+
+    @contextlib.contextmanager
+    def bookkeeping(self) -> Iterator[None]:
+        """Mark ask / tell / checkpointing as under way: an interrupt then waits until it is done."""
+        self.busy = True
+        try:
+            yield
+        finally:
+            self.busy = False
 
     @property
     def evolves(self) -> bool:
@@ -677,30 +687,35 @@ def drive(opt: Optimizer, evaluate: Callable[[np.ndarray], np.ndarray], budget: 
     ev = opt.cfg.evaluator
     streak = 0
     while opt.n_evaluations < budget:
-        opt.busy = True
-        X = opt.ask()[: budget - opt.n_evaluations]
-        opt.busy = False
+        with opt.bookkeeping():
+            X = opt.ask()[: budget - opt.n_evaluations]
         groups = [X] if batched else [x[None] for x in X]
         for group in groups:
             if opt.stop_requested:
                 opt.stop_requested = False
                 raise KeyboardInterrupt
             y, reasons = _evaluate(evaluate, group, ev.timeout, ev.retries)
-            opt.busy = True
-            opt.tell(group, y, reasons)
-            opt.busy = False
-            failed = ~np.isfinite(y)
-            streak = streak + int(failed.sum()) if failed.all() else 0
-            if ev.max_failures and streak >= ev.max_failures:
-                opt.pending.clear()
-                raise EvaluationError(f"the objective failed {streak} times in a row (last: {reasons[-1]}); "
-                                      f"stopping after {opt.n_evaluations} evaluations, all kept. Raise "
-                                      "evaluator.max_failures (0 = never stop) if failures are expected")
+            with opt.bookkeeping():
+                opt.tell(group, y, reasons)
+            streak = failure_streak(opt, streak, y, reasons[-1])
         opt.pending.clear()
         if callback is not None:
-            opt.busy = True
-            callback(opt)
-            opt.busy = False
+            with opt.bookkeeping():
+                callback(opt)
+
+
+def failure_streak(opt: Optimizer, streak: int, y: np.ndarray, reason: str) -> int:
+    """The count of consecutive failed evaluations after these values; raises EvaluationError (after
+    dropping unevaluated proposals) once it reaches ``evaluator.max_failures``."""
+    failed = ~np.isfinite(np.asarray(y, dtype=float))
+    streak = streak + int(failed.sum()) if failed.all() else 0
+    limit = opt.cfg.evaluator.max_failures
+    if limit and streak >= limit:
+        opt.pending.clear()
+        raise EvaluationError(f"the objective failed {streak} times in a row (last: {reason}); stopping after "
+                              f"{opt.n_evaluations} evaluations, all kept. Raise evaluator.max_failures "
+                              "(0 = never stop) if failures are expected")
+    return streak
 
 
 def _evaluate(evaluate: Callable[[np.ndarray], np.ndarray], X: np.ndarray, timeout: float,
