@@ -51,7 +51,7 @@ def run_name(cfg: DictConfig, problem: Problem) -> str:
     return cfg.tracking.run_name or f"{cfg.strategy.name}-{problem.name}-k{cfg.ensemble.members}-s{cfg.seed}"
 
 
-CHECKPOINT, JOURNAL, CONFIG, MLFLOW_RUN = "checkpoint.pt", "evaluations.jsonl", "config.yaml", "mlflow_run.json"
+CHECKPOINT, JOURNAL, CONFIG = "checkpoint.pt", "evaluations.jsonl", "config.yaml"
 
 
 def resume_config(cfg: DictConfig) -> DictConfig:
@@ -169,22 +169,14 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
 
 
 def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str) -> Tracker:
-    """The MLflow run of this optimization: a new one, or on resume the interrupted run itself."""
-    saved = os.path.join(run_dir, MLFLOW_RUN)
-    resume_id = None
-    if cfg.resume and os.path.exists(saved):
-        with open(saved) as f:
-            resume_id = json.load(f).get("run_id")
+    """The MLflow run of this optimization: a new one, or on resume the interrupted run itself (its id is in
+    the run directory's mlflow_run.json, which the tracker writes)."""
     tags = {"hydra.overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
             "run_dir": run_dir, "problem": problem.name, "strategy": cfg.strategy.name}
     if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
         tags["sweep_dir"] = HydraConfig.get().sweep.dir
-    tracker = Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, run_name(cfg, problem),
-                      OmegaConf.to_container(cfg, resolve=True), tags, run_id=resume_id)
-    if tracker.run_id and not resume_id:
-        with open(saved, "w") as f:
-            json.dump({"run_id": tracker.run_id, "uri": tracker.uri}, f)
-    return tracker
+    return Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, run_name(cfg, problem),
+                   OmegaConf.to_container(cfg, resolve=True), tags, run_dir=run_dir, resume=bool(cfg.resume))
 
 
 class _interrupts:

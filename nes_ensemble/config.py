@@ -52,6 +52,7 @@ class SearchConfig:
     assignment: str = "best"  # best: a member proposes its best end point | rotate: from sibling r+round
     select: str = "mean"  # which of a member's ascent end points it proposes: the best by the population's
     # mean prediction (mean, measured better on 6 of 6 test problems) or by its own prediction (own)
+    beta: float = 1.0  # select=ucb: weight of the members' disagreement (std of their predictions)
     proposals_per_round: int = 0  # ascent proposals per round; 0 = one per member
     gaussian_per_round: int = 4  # Gaussian samples around the siblings' best points per round
     sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
@@ -228,7 +229,7 @@ def check(cfg: DictConfig) -> None:
          (ens.sparsity_min, ens.sparsity_max), "need 0 <= min <= max < 1")
     need(ens.y_transform in ("standardize", "rank"), "ensemble.y_transform", ens.y_transform,
          "choose standardize or rank")
-    need(search.select in ("own", "mean"), "search.select", search.select, "choose own or mean")
+    need(search.select in ("own", "mean", "ucb"), "search.select", search.select, "choose own, mean or ucb")
     need(search.assignment in ("best", "rotate"), "search.assignment", search.assignment, "choose best or rotate")
     need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
     need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,

@@ -429,10 +429,14 @@ class Optimizer:
         region = self._regions(len(runners))
         starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
         ends, pred = ascend(self.population, starts, int(round(self.schedule.steps)), s.ascent_lr)
-        if s.select == "mean" and k > 1:  # judge every end point by the whole population's mean
+        if s.select != "own" and k > 1:  # judge every end point by the whole population
             with torch.no_grad():
                 flat = ends.reshape(1, -1, self.dim).expand(k, -1, -1)
-                pred = self.population.forward(flat).mean(0).view(k, -1)
+                votes = self.population.forward(flat)
+                pred = votes.mean(0)
+                if s.select == "ucb":  # members disagree where the pool says little: worth a look
+                    pred = pred + s.beta * votes.std(0)
+                pred = pred.view(k, -1)
         ends, pred = ends.numpy().astype(float), pred.numpy()
         if len(self.basins):  # never propose inside a basin already left
             inside = ~self._outside_basins(ends.reshape(-1, self.dim)).reshape(pred.shape)

@@ -1,25 +1,29 @@
 """MLflow tracking: the only module that imports mlflow.
 
 The tracker is fed plain dicts (params, metrics with a step, events, file paths) by the app. It
-never blocks the optimization: the calls run in a writer thread, in order, while the optimizer goes
-on (``finish`` waits for them); if the store cannot be reached or errors, it says so once and goes
-quiet, and the run directory still holds everything.
+never blocks the optimization: every MLflow call runs in a separate writer process
+(``python -m nes_ensemble.tracking``, fed JSON lines on its stdin), so importing mlflow and writing
+to the store use another core, not the optimizer's time; ``finish`` waits for it. If the store cannot
+be reached or errors, the writer says so once and goes quiet, and the run directory still holds
+everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import math
 import os
 import queue
+import select
+import subprocess
 import sys
 import threading
 import time
 import warnings
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-log = logging.getLogger(__name__)
+RUN_RECORD = "mlflow_run.json"  # in the run directory: which MLflow run a resumed run goes on with
 
 
 def default_uri(project_root: str, uri: str = "") -> str:
@@ -57,22 +61,75 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Tracker:
-    """One MLflow run per optimization; every call is guarded so a broken store never stops a run."""
+    """One MLflow run per optimization, written by a writer process; the optimizer only queues JSON lines.
+
+    ``run_dir`` receives ``mlflow_run.json`` (the run's id) once the run exists; with ``resume`` the
+    writer goes on with the run that file names. The writer runs in its own session, so a Ctrl-C meant
+    for the optimization does not cut the tracking short: the app's ``finish("KILLED")`` still lands.
+    """
 
     def __init__(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any],
-                 tags: Mapping[str, str] | None = None, run_id: str | None = None):
+                 tags: Mapping[str, str] | None = None, run_dir: str = "", resume: bool = False):
+        self.uri = uri
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root,
+                                                                          os.environ.get("PYTHONPATH")])))
+        self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.tracking"], stdin=subprocess.PIPE,
+                                      env=env, start_new_session=True)
+        self._queue: queue.Queue = queue.Queue()
+        self._feeder = threading.Thread(target=self._feed, daemon=True, name="nes_ensemble-tracker")
+        self._feeder.start()
+        self._send("start", uri=uri, experiment=experiment, run_name=run_name, params=flatten(params),
+                   tags=dict(tags or {}), run_dir=run_dir, resume=resume)
+
+    def _send(self, op: str, **payload: Any) -> None:
+        self._queue.put(json.dumps({"op": op, **payload}, default=float) + "\n")
+
+    def _feed(self) -> None:
+        """Write queued lines to the writer; a writer that died takes no more (it reported why itself)."""
+        while (line := self._queue.get()) is not None:
+            try:
+                self._proc.stdin.write(line.encode())
+                self._proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                return
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """All metrics of a round, one log_batch call in the writer."""
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        self._send("metrics", metrics=clean, step=int(step))
+
+    def log_events(self, events: list[dict]) -> None:
+        """Lineage into MLflow: a nested run per member (a fork's under its parent's), merges on the parent."""
+        if events:
+            self._send("events", events=events)
+
+    def log_artifacts(self, paths: list[str]) -> None:
+        self._send("artifacts", paths=[os.path.abspath(p) for p in paths if os.path.exists(p)])
+
+    def finish(self, status: str = "FINISHED") -> None:
+        """End the optimization run and its members' runs with ``status`` (FINISHED, KILLED, FAILED) and wait
+        until everything queued is written."""
+        self._send("finish", status=status)
+        self._queue.put(None)
+        self._feeder.join()
+        with contextlib.suppress(OSError, ValueError):
+            self._proc.stdin.close()
+        self._proc.wait()
+
+
+class _Writer:
+    """The writer process's side: the MLflow calls, each guarded so that a broken store never stops a run."""
+
+    def __init__(self) -> None:
         self.client = None
         self.run_id: str | None = None
-        self.uri = uri
         self.members: dict[int, str] = {}  # member id -> its nested MLflow run (members alive now)
-        self._queue: queue.Queue | None = None  # calls waiting for the writer thread
-        self._writer: threading.Thread | None = None
         self.known: set[int] = set()  # every member id that has a run (a resumed run re-emits some events)
         self._failed = False
-        self._guard(self._start, uri, experiment, run_name, params, dict(tags or {}), run_id)
 
-    def _start(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any], tags: dict,
-               run_id: str | None) -> None:
+    def start(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any], tags: dict,
+              run_dir: str, resume: bool) -> None:
         # an unreachable server must not stall the run for minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -83,6 +140,11 @@ class Tracker:
 
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self.client = MlflowClient(tracking_uri=uri)
+        record = os.path.join(run_dir, RUN_RECORD) if run_dir else ""
+        run_id = None
+        if resume and record and os.path.exists(record):
+            with open(record) as f:
+                run_id = json.load(f).get("run_id")
         if run_id:  # resuming: the interrupted run goes on, and so do its members' runs
             self.client.update_run(run_id, status="RUNNING")
             self.run_id = run_id
@@ -97,58 +159,46 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         run = self.client.create_run(exp_id, run_name=run_name, tags=tags)
-        self.run_id = run.info.run_id
-        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        self.run_id, self.experiment_id = run.info.run_id, exp_id
+        if record:
+            with open(record, "w") as f:
+                json.dump({"run_id": self.run_id, "uri": uri}, f)
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[i:i + 100])
-        self.uri, self.experiment_id = uri, exp_id
 
-    def _guard(self, fn, *args: Any) -> Any:
-        if self._failed:
-            return None
+    def handle(self, message: dict) -> None:
+        """Carry out one message of the optimization process, unless the store has failed before."""
+        if self._failed or (self.run_id is None and message["op"] != "start"):
+            return
+        op = message.pop("op")
+        handler = {"start": self.start, "metrics": self.log_metrics, "events": self.log_events,
+                   "artifacts": self.log_artifacts, "finish": self.finish}[op]
         try:
-            return fn(*args)
-        except Exception as err:  # any store error: report once, keep optimizing
+            handler(**message)
+        except Exception as err:  # any store error: report once, keep quiet after
             self._failed = True
-            message = (f"MLflow tracking is off for the rest of this run ({type(err).__name__}: {str(err)[:300]}); "
-                       "results stay in the run directory")
-            log.warning(message)
-            print(f"nes_ensemble: warning: {message}", file=sys.stderr)
-            return None
-
-    @property
-    def active(self) -> bool:
-        return self.run_id is not None and not self._failed
+            text = (f"MLflow tracking is off for the rest of this run ({type(err).__name__}: {str(err)[:300]}); "
+                    "results stay in the run directory")
+            print(f"nes_ensemble: warning: {text}", file=sys.stderr, flush=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        """One log_batch call for all metrics of a round."""
-        def do() -> None:
-            now = int(time.time() * 1000)
-            batch = [self._Metric(k, float(v), now, step) for k, v in metrics.items()
-                     if v is not None and math.isfinite(float(v))]
-            self.client.log_batch(self.run_id, metrics=batch)
-
-        if self.active:
-            self._submit(do)
-
-    def _submit(self, fn: Any, *args: Any) -> None:
-        """Queue an MLflow call for the writer thread, so the optimization never waits on the store."""
-        if self._queue is None:
-            self._queue = queue.Queue()
-            self._writer = threading.Thread(target=self._write, daemon=True, name="nes_ensemble-tracker")
-            self._writer.start()
-        self._queue.put((fn, args))
-
-    def _write(self) -> None:
-        while (item := self._queue.get()) is not None:
-            fn, args = item
-            self._guard(fn, *args)
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[self._Metric(k, v, now, step) for k, v in metrics.items()])
 
     def log_events(self, events: list[dict]) -> None:
-        """Lineage into MLflow: a nested run per member (a fork's under its parent's), merges on the parent."""
-        if self.active:
-            for event in events:
-                self._submit(self._event, event)
+        for event in events:
+            self._event(event)
+
+    def log_artifacts(self, paths: list[str]) -> None:
+        for path in paths:
+            self.client.log_artifact(self.run_id, path)
+
+    def finish(self, status: str) -> None:
+        for run in self.members.values():
+            self.client.set_terminated(run, status)
+        self.client.set_terminated(self.run_id, status)
+        self.members.clear()
 
     def _member_run(self, event: dict, parent_run: str) -> None:
         if event["id"] in self.known:
@@ -194,22 +244,66 @@ class Tracker:
         else:  # restarts and other plain events: a tag on the optimization run
             self.client.set_tag(self.run_id, f"event.{kind}.{step}", json.dumps(event)[:5000])
 
-    def log_artifacts(self, paths: list[str]) -> None:
-        if self.active:
-            for path in paths:
-                if os.path.exists(path):
-                    self._submit(self.client.log_artifact, self.run_id, path)
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the optimization run and its members' runs with ``status`` (FINISHED, KILLED, FAILED)."""
-        if self.active:
-            def end() -> None:
-                for run in self.members.values():
-                    self.client.set_terminated(run, status)
-                self.client.set_terminated(self.run_id, status)
+@contextlib.contextmanager
+def _exclusive(run_dir: str, patience: float = 60.0) -> Iterator[None]:
+    """Hold the run directory's tracking lock, so that the writer of a killed run finishes its queue
+    before the writer of the resumed run reads the run record (for at most ``patience`` seconds)."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        fcntl = None
+    if not run_dir or fcntl is None:
+        yield
+        return
+    with open(os.path.join(run_dir, ".mlflow_writer.lock"), "w") as lock:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        yield
 
-            self._submit(end)
-        if self._queue is not None:  # wait for every queued call
-            self._queue.put(None)
-            self._writer.join()
-            self._queue = None
+
+def _messages(fd: int) -> Iterator[dict]:
+    """JSON messages from the optimization process, one per line, until it closes the pipe or dies."""
+    parent = os.getppid()
+    buffer = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            if os.getppid() != parent:  # orphaned: a process forked from the parent may hold the pipe open
+                return
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return
+        *lines, buffer = (buffer + chunk).split(b"\n")
+        for line in lines:
+            yield json.loads(line)
+
+
+def serve(fd: int = 0) -> None:
+    """The writer process. The end of the stream without ``finish`` means that the optimization process
+    died: its runs are marked KILLED (a resume sets them running again)."""
+    messages = _messages(fd)
+    start = next(messages, None)
+    if start is None:
+        return
+    writer = _Writer()
+    with _exclusive(start.get("run_dir", "")):
+        writer.handle(start)
+        finished = False
+        for message in messages:
+            finished = finished or message["op"] == "finish"
+            writer.handle(message)
+        if not finished:
+            writer.handle({"op": "finish", "status": "KILLED"})
+
+
+if __name__ == "__main__":
+    serve()
