@@ -107,9 +107,9 @@ class Optimizer:
         self.seconds = 0.0  # wall time spent so far (kept across checkpoints)
         self.journal_path = None if journal is None else os.path.abspath(os.fspath(journal))
         self.events: list[dict] = self.evolution.births(self.population, 0) if self.evolves else []
-        n_init = self.cfg.search.n_init or self._auto_init()
+        self.n_design = self.cfg.search.n_init or self._auto_init()  # initial-design points handed out
         self.queue: list[_Proposal] = [_Proposal(x, Provenance("initial"))
-                      for x in initial_design(n_init, self.dim, self.cfg.search.init_design, self.seed)]
+                      for x in initial_design(self.n_design, self.dim, self.cfg.search.init_design, self.seed)]
 
     def _auto_init(self) -> int:
         n = max(20, 6 * self.dim)
@@ -246,6 +246,13 @@ class Optimizer:
 
     # ------------------------------------------------------------------ planning a round
     def _plan(self) -> None:
+        if any(p.provenance.source == "initial" for _, p in self.pending):
+            # asynchronous asks while the initial design is still out: a model of part of it would steer a
+            # whole round, so the free worker gets the design's next point instead
+            self.n_design += 1
+            x = initial_design(self.n_design, self.dim, self.cfg.search.init_design, self.seed)[-1]
+            self.queue.append(_Proposal(x, Provenance("initial")))
+            return
         ok = self.pool.ok
         if ok.sum() < 2:
             # nothing to learn from yet (e.g. every ask so far is still pending): sample at random

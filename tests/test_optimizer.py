@@ -65,6 +65,20 @@ def test_ask_again_before_tell_gives_new_points_and_tell_in_any_order():
     assert y == pytest.approx(max(sphere(p) for p in both))
 
 
+def test_free_workers_get_more_design_points_while_the_initial_design_is_out():
+    from nes_ensemble.search import initial_design
+
+    opt = ne.Optimizer([(0, 1)] * 3, config={"search": {"n_init": 8}}, seed=0)
+    X = opt.ask(8)
+    opt.tell(X[:6], -np.sum(X[:6] ** 2, 1))  # two design points still pending
+    x = opt.ask(1)[0]
+    assert opt.pending[-1][1].provenance.source == "initial"
+    np.testing.assert_allclose(x, initial_design(9, 3, "sobol", 0)[-1])  # the design's ninth point
+    opt.tell(np.vstack([X[6:], x]), -np.sum(np.vstack([X[6:], x]) ** 2, 1))
+    opt.ask(1)
+    assert opt.pending[-1][1].provenance.source in ("ascent", "gaussian")  # all told: the networks plan
+
+
 def test_nan_marks_a_failed_evaluation_that_is_kept_but_not_trained_on():
     opt = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=0)
     for _ in range(15):
