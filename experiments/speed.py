@@ -3,7 +3,8 @@
     python experiments/speed.py --members 30 --pool 2000
 
 The work: train every member for ``--steps`` steps on the pool (per-member minibatches of the
-default size) and propose (every member ascends its surrogate from members + 4 starts). The loop
+default size) and propose (every member ascends its surrogate from every member's best point and
+``search.random_starts`` random starts). The loop
 version does the same with one ``torch.nn.Sequential`` and one ``torch.optim`` optimizer per member.
 Prints and saves experiments/results/speed.{csv,md}; the ratio is what to read.
 """
@@ -88,7 +89,7 @@ def main() -> None:
     y = torch.tensor((ys - ys.mean()) / ys.std(), dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     pop = Population(6, ens, g)
-    starts = torch.rand(args.members, args.members + 4, 6, generator=g)
+    starts = torch.rand(args.members, args.members + SearchConfig.random_starts, 6, generator=g)
     ascent_steps = SearchConfig.ascent_steps_max
     rows = []
     for rep in range(args.repeats):  # interleaved, so both see the same machine load

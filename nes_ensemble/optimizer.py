@@ -15,7 +15,7 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -613,28 +613,36 @@ class Optimizer:
 
     def _replay(self, rows: list[dict]) -> None:
         """Tell journal rows the checkpoint does not hold: ask (re-planning the same proposals) and tell
-        each asked point that a row answers; asked points no row answers go back to the queue."""
+        each asked point that a row answers; asked points no row answers go back to the queue. Rows that
+        no re-planned proposal answers (a run whose evaluations were in flight planned with fewer results
+        than a replay has) are taken into the pool as they are, in journal order."""
         if not rows:
             return
         journal, self.journal_path = self.journal_path, None  # these rows are on disk already
         left = {tuple(r["unit"]): r for r in rows}
         try:
-            for _ in range(len(rows) + 1000):
-                if not left:
-                    break
+            while left and (self.queue or not self.pending):  # a plan made now could not be the one they answered
                 asked = self.ask(1)[0]
                 unit = self.pending[-1][1].x
                 row = left.pop(tuple(float(v) for v in unit), None)
-                if row is None:
-                    continue
-                self.tell(asked[None], [row["y"]], [row["reason"]])
+                if row is not None:
+                    self.tell(asked[None], [row["y"]], [row["reason"]])
             if left:
-                raise ValueError(f"{journal}: {len(left)} journal rows match no proposal of this checkpoint; "
-                                 "was the journal written by another run?")
+                self._adopt([r for r in rows if tuple(r["unit"]) in left])
         finally:
             self.queue = [p for _, p in self.pending] + self.queue
             self.pending = []
             self.journal_path = journal
+
+    def _adopt(self, rows: list[dict]) -> None:
+        """Add journal rows to the pool directly, with the provenance they were evaluated with."""
+        names = [f.name for f in fields(Provenance)]
+        units = np.array([r["unit"] for r in rows], dtype=float)
+        values = np.array([self.sign * r["y"] for r in rows], dtype=float)
+        self._score_members(units, values)
+        self.pool.add(units, values, [Provenance(**{k: r[k] for k in names if k in r}) for r in rows],
+                      [r["reason"] for r in rows])
+        self._grow_weights(len(rows), np.isfinite(values))
 
 
 def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int | None = 0,

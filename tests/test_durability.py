@@ -182,6 +182,26 @@ def test_load_replays_the_journal_beyond_the_checkpoint(tmp_path):
     np.testing.assert_array_equal(back.ask(), X[5:])  # the rest of the round is asked again
 
 
+def test_load_keeps_every_journal_row_of_a_run_with_evaluations_in_flight(tmp_path):
+    p = ne.make_problem("branin")
+    opt = ne.Optimizer(p.bounds, config={"ensemble": {"members": 3}, "search": {"n_init": 8}}, seed=1,
+                       journal=tmp_path / "j.jsonl")
+    flight = list(opt.ask(4))
+    for i in range(30):  # four evaluations in flight at all times, told oldest first
+        x = flight.pop(0)
+        opt.tell(x[None], p.evaluate(x[None]))
+        if i == 9:
+            opt.save(tmp_path / "c.pt")
+        flight.append(opt.ask(1)[0])
+    back = ne.Optimizer.load(tmp_path / "c.pt")  # the process died with four points in flight
+    assert back.n_evaluations == opt.n_evaluations == 30
+    assert {tuple(x) for x in back.pool.x} == {tuple(x) for x in opt.pool.x}
+    np.testing.assert_array_equal(np.sort(back.pool.y), np.sort(opt.pool.y))
+    X = back.ask(3)  # and it goes on
+    back.tell(X, p.evaluate(X))
+    assert back.n_evaluations == 33
+
+
 @pytest.mark.parametrize("args, words", [
     (["problem=callable", "problem.fn=math.hypot", "problem.bounds=[[1,0]]"], "low"),
     (["budget=5", "search.n_init=20"], "budget"),
