@@ -74,9 +74,14 @@ class Tracker:
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root,
                                                                           os.environ.get("PYTHONPATH")])))
-        self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.tracking"], stdin=subprocess.PIPE,
-                                      env=env, start_new_session=True)
         self._queue: queue.Queue = queue.Queue()
+        try:
+            self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.tracking"], stdin=subprocess.PIPE,
+                                          env=env, start_new_session=True)
+        except OSError as err:
+            print(f"nes_ensemble: warning: MLflow tracking is off for this run (cannot start its writer: {err}); "
+                  "results stay in the run directory", file=sys.stderr)
+            self._proc = None
         self._feeder = threading.Thread(target=self._feed, daemon=True, name="nes_ensemble-tracker")
         self._feeder.start()
         self._send("start", uri=uri, experiment=experiment, run_name=run_name, params=flatten(params),
@@ -88,6 +93,8 @@ class Tracker:
     def _feed(self) -> None:
         """Write queued lines to the writer; a writer that died takes no more (it reported why itself)."""
         while (line := self._queue.get()) is not None:
+            if self._proc is None:
+                continue
             try:
                 self._proc.stdin.write(line.encode())
                 self._proc.stdin.flush()
@@ -113,9 +120,10 @@ class Tracker:
         self._send("finish", status=status)
         self._queue.put(None)
         self._feeder.join()
-        with contextlib.suppress(OSError, ValueError):
-            self._proc.stdin.close()
-        self._proc.wait()
+        if self._proc is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._proc.stdin.close()
+            self._proc.wait()
 
 
 class _Writer:
