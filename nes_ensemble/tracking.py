@@ -305,12 +305,12 @@ def serve(fd: int = 0) -> None:
     writer = _Writer()
     with _exclusive(start.get("run_dir", "")):
         writer.handle(start)
-        finished = False
         for message in messages:
-            finished = finished or message["op"] == "finish"
+            finished = message["op"] == "finish"
             writer.handle(message)
-        if not finished:
-            writer.handle({"op": "finish", "status": "KILLED"})
+            if finished:  # done, even if a process forked from the run still holds the pipe open
+                return
+        writer.handle({"op": "finish", "status": "KILLED"})
 
 
 if __name__ == "__main__":
