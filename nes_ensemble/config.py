@@ -65,6 +65,7 @@ class SearchConfig:
     restart_patience: int = 0  # rounds without gain before the search leaves its basin; 0 = never
     restart_radius: float = 0.1  # a basin left behind is this radius (times sqrt(dim)) around its best point
     restart_points: int = 0  # space-filling points after a restart; 0 = half the initial design
+    polish: bool = True  # one proposal a round maximizes a quadratic fitted to the evaluations nearest the best
     min_distance: float = 1e-4  # proposals closer than this to an evaluated point are jittered
     windows: bool = False  # per-member windows over the pool, rotated (the Go benchmark's scheme)
     window_size: int = 0  # 0 = pool size / members at the first rotation, rounded down to tens

@@ -30,7 +30,7 @@ from .pool import Provenance, SamplePool
 from .population import Population
 from .problems import check_bounds
 from .remote import scalar
-from .search import Schedule, ascend, distinct, gaussian, initial_design, original_paths
+from .search import Schedule, ascend, distinct, gaussian, initial_design, original_paths, quadratic_step
 from .training import OptimizerState, fit, fit_es
 
 _CHECKPOINT_VERSION = 1
@@ -480,6 +480,11 @@ class Optimizer:
             sib = int(np.argmax(best_y)) if i == 0 else int(self.rng.integers(k))
             x = gaussian(bests[sib][None], self.schedule.sigma, self.rng)[0]
             chosen.append(_Proposal(x, Provenance("gaussian", sibling=sib, round=self.round, reference=global_best)))
+        if s.polish:
+            ok = self.pool.ok
+            x = quadratic_step(self.pool.x[ok], self.pool.y[ok], self.pool.x[self.pool.best_index()])
+            if x is not None and distinct(x[None], taken, 1e-12)[0]:
+                chosen.append(_Proposal(x, Provenance("quadratic", round=self.round, reference=global_best)))
         self.queue.extend(chosen)
 
     def _plan_original(self) -> None:

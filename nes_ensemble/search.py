@@ -39,10 +39,9 @@ def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float) -> tupl
     m = torch.zeros_like(x)
     v = torch.zeros_like(x)
     theta = (pop.theta * pop.mask).detach()
-    gates = pop.gates()
 
     def predict(z: torch.Tensor) -> torch.Tensor:
-        return forward(pop.layout, theta, z, pop.act, pop.act_names, gates)
+        return forward(pop.layout, theta, z, pop.act, pop.act_names, pop.width, pop.depth)
 
     for t in range(1, steps + 1):
         x.requires_grad_(True)
@@ -112,17 +111,58 @@ def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> 
     does that as results come back). Points that leave the cube end their path (NaN after it).
     """
     theta = (pop.theta * pop.mask).detach()
-    gates = pop.gates()
-
     x = starts.clone()
     path = []
     alive = torch.ones(starts.shape[:2], dtype=torch.bool)
     for _ in range(cfg.original_steps):
         x.requires_grad_(True)
-        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, gates)
+        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, pop.width, pop.depth)
         (g,) = torch.autograd.grad(pred.sum(), x)
         with torch.no_grad():
             x = x.detach() + cfg.original_step_size * g / (g.norm(dim=-1, keepdim=True) + 1e-12)
             alive &= ((x >= 0) & (x <= 1)).all(-1)
             path.append(torch.where(alive[..., None], x, torch.full_like(x, float("nan"))))
     return torch.stack(path, dim=2)
+
+
+def quadratic_step(X: np.ndarray, y: np.ndarray, center: np.ndarray) -> np.ndarray | None:
+    """Maximize a quadratic fitted to the points nearest ``center`` inside their own neighbourhood box.
+
+    X [n, d] (unit cube) and y [n] are finite evaluations. The fit uses the 2 (d + 1)(d + 2) / 2
+    nearest points; its maximizer within the box they span (and the cube) is returned, or None when
+    there are too few points. As the pool gathers around the best point the box shrinks, so the step
+    polishes far below the resolution of the networks: a Newton step on the evaluations themselves.
+    """
+    from scipy.optimize import minimize
+
+    d = X.shape[1]
+    terms = (d + 1) * (d + 2) // 2
+    if len(y) < 2 * terms:
+        return None
+    dist = np.linalg.norm(X - center, axis=1)
+    near = np.argsort(dist, kind="stable")[: 2 * terms]
+    scale = float(dist[near].max())
+    if scale <= 1e-12:
+        return None
+    z = (X[near] - center) / scale  # the neighbourhood in [-1, 1]^d, whatever its size
+    t = y[near]
+    t = (t - t.mean()) / (t.std() + 1e-300)
+    iu = np.triu_indices(d)
+
+    def features(u: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.ones((len(u), 1)), u, u[:, iu[0]] * u[:, iu[1]]], axis=1)
+
+    coef = np.linalg.lstsq(features(z), t, rcond=None)[0]
+    g = coef[1:d + 1]
+    H = np.zeros((d, d))
+    H[iu] = coef[d + 1:]
+    H = H + H.T  # u^T H u / 2 equals the fitted cross terms: off-diagonals once each, squares twice
+
+    def negative(u: np.ndarray) -> tuple[float, np.ndarray]:
+        return -float(g @ u + 0.5 * u @ H @ u), -(g + H @ u)
+
+    lo = np.maximum(-1.0, -center / scale)
+    hi = np.minimum(1.0, (1 - center) / scale)
+    res = minimize(negative, np.zeros(d), jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi)),
+                   options={"ftol": 1e-15, "gtol": 1e-12})
+    return np.clip(center + scale * res.x, 0.0, 1.0)

@@ -26,7 +26,7 @@ def test_optimize_calls_fn_exactly_budget_times_and_never_outside_bounds():
     np.testing.assert_array_equal(result.X, X)
     assert result.best_y == pytest.approx(max(sphere(x) for x in X))
     assert list(result.history["evaluation"]) == list(range(37))
-    assert set(result.history["source"]) <= {"initial", "ascent", "gaussian", "random"}
+    assert set(result.history["source"]) <= {"initial", "ascent", "gaussian", "quadratic", "random"}
 
 
 def test_batched_fn_and_minimize():
