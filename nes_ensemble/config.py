@@ -65,7 +65,8 @@ class SearchConfig:
     restart_patience: int = 0  # rounds without gain before the search leaves its basin; 0 = never
     restart_radius: float = 0.1  # a basin left behind is this radius (times sqrt(dim)) around its best point
     restart_points: int = 0  # space-filling points after a restart; 0 = half the initial design
-    polish: bool = True  # one proposal a round maximizes a quadratic fitted to the evaluations nearest the best
+    polish: bool = True  # the round's refinement of the best point maximizes a quadratic fitted to the
+    # evaluations nearest it (instead of a Gaussian sample around it) once there are enough of them
     min_distance: float = 1e-4  # proposals closer than this to an evaluated point are jittered
     windows: bool = False  # per-member windows over the pool, rotated (the Go benchmark's scheme)
     window_size: int = 0  # 0 = pool size / members at the first rotation, rounded down to tens

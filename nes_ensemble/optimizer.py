@@ -475,16 +475,23 @@ class Optimizer:
                               predicted=float(pred[r][j]), reference=float(refs[j]))
             chosen.append(_Proposal(x, prov))
             taken = np.concatenate([taken, x[None]])
-        # Gaussian samples: the first around the overall best, the others around random siblings' bests
+        # refining the best point: a Newton step on a quadratic fitted to the evaluations around it where
+        # there are enough (search.polish), else a Gaussian sample around it; further Gaussian samples go
+        # around random siblings' bests
+        polished = None
+        if s.polish and s.gaussian_per_round:
+            ok = self.pool.ok
+            polished = quadratic_step(self.pool.x[ok], self.pool.y[ok], self.pool.x[self.pool.best_index()])
+            if polished is not None and distinct(polished[None], taken, 1e-12)[0]:
+                chosen.append(_Proposal(polished, Provenance("quadratic", round=self.round, reference=global_best)))
+            else:
+                polished = None
         for i in range(s.gaussian_per_round):
+            if i == 0 and polished is not None:
+                continue
             sib = int(np.argmax(best_y)) if i == 0 else int(self.rng.integers(k))
             x = gaussian(bests[sib][None], self.schedule.sigma, self.rng)[0]
             chosen.append(_Proposal(x, Provenance("gaussian", sibling=sib, round=self.round, reference=global_best)))
-        if s.polish:
-            ok = self.pool.ok
-            x = quadratic_step(self.pool.x[ok], self.pool.y[ok], self.pool.x[self.pool.best_index()])
-            if x is not None and distinct(x[None], taken, 1e-12)[0]:
-                chosen.append(_Proposal(x, Provenance("quadratic", round=self.round, reference=global_best)))
         self.queue.extend(chosen)
 
     def _plan_original(self) -> None:

@@ -125,12 +125,13 @@ def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> 
     return torch.stack(path, dim=2)
 
 
-def quadratic_step(X: np.ndarray, y: np.ndarray, center: np.ndarray) -> np.ndarray | None:
+def quadratic_step(X: np.ndarray, y: np.ndarray, center: np.ndarray, min_fit: float = 0.99) -> np.ndarray | None:
     """Maximize a quadratic fitted to the points nearest ``center`` inside their own neighbourhood box.
 
     X [n, d] (unit cube) and y [n] are finite evaluations. The fit uses the 2 (d + 1)(d + 2) / 2
     nearest points; its maximizer within the box they span (and the cube) is returned, or None when
-    there are too few points. As the pool gathers around the best point the box shrinks, so the step
+    there are too few points or the quadratic explains less than ``min_fit`` of their variance (noise,
+    or a landscape rougher than a quadratic at that scale: a Newton step would chase it). As the pool gathers around the best point the box shrinks, so the step
     polishes far below the resolution of the networks: a Newton step on the evaluations themselves.
     """
     from scipy.optimize import minimize
@@ -152,7 +153,10 @@ def quadratic_step(X: np.ndarray, y: np.ndarray, center: np.ndarray) -> np.ndarr
     def features(u: np.ndarray) -> np.ndarray:
         return np.concatenate([np.ones((len(u), 1)), u, u[:, iu[0]] * u[:, iu[1]]], axis=1)
 
-    coef = np.linalg.lstsq(features(z), t, rcond=None)[0]
+    F = features(z)
+    coef = np.linalg.lstsq(F, t, rcond=None)[0]
+    if float(((F @ coef - t) ** 2).mean()) > 1.0 - min_fit:  # t has unit variance: 1 - R^2 of the fit
+        return None
     g = coef[1:d + 1]
     H = np.zeros((d, d))
     H[iu] = coef[d + 1:]

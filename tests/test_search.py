@@ -42,3 +42,11 @@ def test_polish_finds_a_smooth_maximum_far_below_the_networks_resolution():
     assert "quadratic" in set(polished.history["source"])
     assert polished.best_y > -1e-10
     assert plain.best_y < -1e-6  # the networks and the Gaussian steps alone stop well short of it
+
+
+def test_quadratic_step_declines_when_noise_swamps_the_fit():
+    rng = np.random.default_rng(3)
+    X = rng.random((60, 3))
+    noisy = _bowl(X) + 0.5 * rng.standard_normal(60)
+    assert quadratic_step(X, noisy, X[np.argmax(noisy)]) is None
+    assert quadratic_step(X, _bowl(X), X[np.argmax(noisy)]) is not None
