@@ -6,14 +6,12 @@ all ``max_width`` wide); what makes members differ is per-member data:
 
 * a fixed mask over ``theta`` that zeroes the hidden units beyond the member's width and a random
   fraction (its sparsity) of every weight matrix,
-* its width and depth (a shallower member leaves the padded layers beyond its depth unused),
+* a per-layer gate that turns a hidden layer into the identity for members with fewer layers,
 * a one-hot choice of activation, and per-member optimizer, learning rate and weight decay
   (used by ``training``).
 
-Members of one architecture (width, depth) are evaluated together, each group by one
-``torch.baddbmm`` per layer on its own unpadded slice of the weights, so a narrow or shallow
-member costs what a plain MLP of its size would; a member with width 32, depth 2 and tanh computes
-exactly what a plain 32-wide, 2-hidden-layer tanh MLP would.
+So one ``torch.baddbmm`` per layer evaluates the whole population, and a member with width 32,
+depth 2 and tanh computes exactly what a plain 32-wide, 2-hidden-layer tanh MLP would.
 """
 
 from __future__ import annotations
@@ -171,41 +169,27 @@ class Population:
             view.copy_((torch.rand(view.shape, generator=g) * 2 - 1) * bound)
         return theta
 
+    def gates(self) -> torch.Tensor:
+        """[members, depth-1]: 1 where hidden layer i+1 is live for that member, 0 where it is skipped."""
+        return (torch.arange(1, self.layout.depth)[None, :] < self.depth[:, None]).float()
+
     def forward(self, x: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
         """Predict for every member: x [members, n, dim] in the unit cube -> [members, n]."""
         theta = (self.theta if theta is None else theta) * self.mask
-        return forward(self.layout, theta, x, self.act, self.act_names, self.width, self.depth)
+        return forward(self.layout, theta, x, self.act, self.act_names, self.gates())
 
 
 def forward(layout: Layout, theta: torch.Tensor, x: torch.Tensor, act: torch.Tensor,
-            act_names: list[str], width: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """Batched MLPs (theta already masked): one pass per architecture group, members in their own order.
-
-    x is [members, n, dim]; the result is [members, n]. Grouping by (width, depth) skips the padded
-    units and layers, which would otherwise cost every member as much as the widest, deepest one.
-    """
-    key = width * (layout.depth + 1) + depth
-    groups = torch.unique(key)
-    if len(groups) == 1:
-        return _forward_block(layout, theta, x, act, act_names, int(width[0]), int(depth[0]))
-    outs, order = [], []
-    for g in groups.tolist():
-        idx = torch.nonzero(key == g).squeeze(1)
-        i = int(idx[0])
-        outs.append(_forward_block(layout, theta[idx], x[idx], act[idx], act_names, int(width[i]), int(depth[i])))
-        order.append(idx)
-    return torch.cat(outs)[torch.argsort(torch.cat(order))]
-
-
-def _forward_block(layout: Layout, theta: torch.Tensor, x: torch.Tensor, act: torch.Tensor,
-                   act_names: list[str], width: int, depth: int) -> torch.Tensor:
-    """Members sharing one width and depth: the live slice of each padded weight matrix, live layers only."""
+            act_names: list[str], gates: torch.Tensor) -> torch.Tensor:
+    """Batched MLP: one baddbmm per layer for all members (theta already masked)."""
     v = layout.views(theta)
+    k = theta.shape[0]
     activate = _activation(act, act_names)
-    h = activate(torch.baddbmm(v["b0"][:, None, :width], 2 * x - 1, v["w0"][:, :, :width]))
-    for i in range(1, depth):
-        h = activate(torch.baddbmm(v[f"b{i}"][:, None, :width], h, v[f"w{i}"][:, :width, :width]))
-    return torch.baddbmm(v["bo"].unsqueeze(1), h, v["wo"][:, :width]).squeeze(-1)
+    h = activate(torch.baddbmm(v["b0"].unsqueeze(1), 2 * x - 1, v["w0"]))
+    for i in range(1, layout.depth):
+        g = gates[:, i - 1].view(k, 1, 1)
+        h = g * activate(torch.baddbmm(v[f"b{i}"].unsqueeze(1), h, v[f"w{i}"])) + (1 - g) * h
+    return torch.baddbmm(v["bo"].unsqueeze(1), h, v["wo"]).squeeze(-1)
 
 
 def _activation(act: torch.Tensor, act_names: list[str]):

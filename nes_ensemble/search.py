@@ -39,9 +39,10 @@ def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float) -> tupl
     m = torch.zeros_like(x)
     v = torch.zeros_like(x)
     theta = (pop.theta * pop.mask).detach()
+    gates = pop.gates()
 
     def predict(z: torch.Tensor) -> torch.Tensor:
-        return forward(pop.layout, theta, z, pop.act, pop.act_names, pop.width, pop.depth)
+        return forward(pop.layout, theta, z, pop.act, pop.act_names, gates)
 
     for t in range(1, steps + 1):
         x.requires_grad_(True)
@@ -111,12 +112,14 @@ def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> 
     does that as results come back). Points that leave the cube end their path (NaN after it).
     """
     theta = (pop.theta * pop.mask).detach()
+    gates = pop.gates()
+
     x = starts.clone()
     path = []
     alive = torch.ones(starts.shape[:2], dtype=torch.bool)
     for _ in range(cfg.original_steps):
         x.requires_grad_(True)
-        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, pop.width, pop.depth)
+        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, gates)
         (g,) = torch.autograd.grad(pred.sum(), x)
         with torch.no_grad():
             x = x.detach() + cfg.original_step_size * g / (g.norm(dim=-1, keepdim=True) + 1e-12)
@@ -131,8 +134,9 @@ def quadratic_step(X: np.ndarray, y: np.ndarray, center: np.ndarray, min_fit: fl
     X [n, d] (unit cube) and y [n] are finite evaluations. The fit uses the 2 (d + 1)(d + 2) / 2
     nearest points; its maximizer within the box they span (and the cube) is returned, or None when
     there are too few points or the quadratic explains less than ``min_fit`` of their variance (noise,
-    or a landscape rougher than a quadratic at that scale: a Newton step would chase it). As the pool gathers around the best point the box shrinks, so the step
-    polishes far below the resolution of the networks: a Newton step on the evaluations themselves.
+    or a landscape rougher than a quadratic at that scale: a Newton step would chase it). As the pool
+    gathers around the best point the box shrinks, so the step polishes far below the resolution of
+    the networks: a Newton step on the evaluations themselves.
     """
     from scipy.optimize import minimize
 

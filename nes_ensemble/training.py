@@ -116,7 +116,7 @@ def fit_es(pop: Population, x: torch.Tensor, y: torch.Tensor, weights: torch.Ten
     cum = cum / cum[:, -1:].clamp_min(_EPS)
     m = min(n, batch_size)
     expand = torch.arange(k).repeat_interleave(popsize)
-    act, mask = pop.act[expand], pop.mask[expand]
+    act, gates, mask = pop.act[expand], pop.gates()[expand], pop.mask[expand]
     with torch.random.fork_rng(devices=[]):  # evotorch samples from torch's global generator
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         state = pgpe(center_init=pop.theta.detach().clone(), center_learning_rate=center_lr,
@@ -129,8 +129,7 @@ def fit_es(pop: Population, x: torch.Tensor, y: torch.Tensor, weights: torch.Ten
             xb, yb = x[idx][expand], y[idx][expand]
             cand = pgpe_ask(state, popsize=popsize)  # [k, popsize, P]
             with torch.no_grad():
-                pred = forward(pop.layout, cand.reshape(k * popsize, -1) * mask, xb, act, pop.act_names,
-                               pop.width[expand], pop.depth[expand])
+                pred = forward(pop.layout, cand.reshape(k * popsize, -1) * mask, xb, act, pop.act_names, gates)
                 losses = ((pred - yb) ** 2).mean(1).view(k, popsize)
             state = pgpe_tell(state, cand, losses)
             loss = losses.mean(1)
