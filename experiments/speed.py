@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=EnsembleConfig.batch_size)
+    parser.add_argument("--profile", action="store_true", help="also print torch's profile of the batched training")
     parser.add_argument("--widths", default="", help="comma-separated hidden widths (default: the config's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -91,6 +92,12 @@ def main() -> None:
     pop = Population(6, ens, g)
     starts = torch.rand(args.members, args.members + SearchConfig.random_starts, 6, generator=g)
     ascent_steps = SearchConfig.ascent_steps_max
+    if args.profile:  # where the batched training spends its time, by operator
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fit(pop, OptimizerState.zeros(pop), x, y, torch.ones(pop.size, len(y)), args.steps, ens.batch_size, g)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     rows = []
     for rep in range(args.repeats):  # interleaved, so both see the same machine load
         tb = batched(pop, x, y, starts, args.steps, ascent_steps, ens.batch_size, g)

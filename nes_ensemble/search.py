@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from scipy.stats import qmc
 
 from .config import SearchConfig
@@ -138,8 +139,6 @@ def quadratic_step(X: np.ndarray, y: np.ndarray, center: np.ndarray, min_fit: fl
     gathers around the best point the box shrinks, so the step polishes far below the resolution of
     the networks: a Newton step on the evaluations themselves.
     """
-    from scipy.optimize import minimize
-
     d = X.shape[1]
     terms = (d + 1) * (d + 2) // 2
     if len(y) < 2 * terms:
