@@ -23,15 +23,6 @@ import torch
 
 from .config import OPTIMIZERS, EnsembleConfig
 
-_ACTS = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "silu": torch.nn.functional.silu,
-    "gelu": torch.nn.functional.gelu,
-    "sigmoid": torch.sigmoid,
-}
-
-
 @dataclass
 class Layout:
     """Where each weight matrix and bias sits in a member's flat parameter vector."""
@@ -79,13 +70,18 @@ class Population:
             return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))).float()
 
         self.width = torch.tensor(cfg.widths)[pick(cfg.widths, k)]
-        self.depth = torch.tensor(cfg.depths)[pick(cfg.depths, k)]
         self.act_names = list(cfg.activations)
-        # every activation present, members that share one side by side (so it is one call per block)
-        act_idx = torch.sort(torch.arange(k) % len(self.act_names)).values
-        self.act = torch.nn.functional.one_hot(act_idx, len(self.act_names)).float()
-        # optimizers in turn, as in the original benchmark (RMSprop, Rprop, Adam, ...)
-        self.optimizer = torch.tensor([OPTIMIZERS.index(cfg.optimizers[i % len(cfg.optimizers)]) for i in range(k)])
+        # Members that compute alike sit side by side, so each activation, optimizer rule and skipped
+        # layer is one call on a slice of rows: activations in blocks, the optimizers in blocks shifted by
+        # half an activation block (so most activations meet two optimizers), depths sorted per block.
+        n_act, n_opt = len(self.act_names), len(cfg.optimizers)
+        act_idx = torch.sort(torch.arange(k) % n_act).values
+        self.act = torch.nn.functional.one_hot(act_idx, n_act).float()
+        shift = k // (2 * n_act)
+        self.optimizer = torch.tensor([OPTIMIZERS.index(cfg.optimizers[(i + shift) * n_opt // k % n_opt])
+                                       for i in range(k)])
+        depth = torch.tensor(cfg.depths)[pick(cfg.depths, k)]
+        self.depth = torch.cat([depth[act_idx == a].sort(descending=True).values for a in range(n_act)])
         self.lr = log_uniform(cfg.lr_min, cfg.lr_max, k)
         self.weight_decay = log_uniform(cfg.weight_decay_min, cfg.weight_decay_max, k)
         self.sparsity = cfg.sparsity_min + torch.rand(k, generator=g) * (cfg.sparsity_max - cfg.sparsity_min)
@@ -181,30 +177,101 @@ class Population:
 
 def forward(layout: Layout, theta: torch.Tensor, x: torch.Tensor, act: torch.Tensor,
             act_names: list[str], gates: torch.Tensor) -> torch.Tensor:
-    """Batched MLP: one baddbmm per layer for all members (theta already masked)."""
-    v = layout.views(theta)
-    k = theta.shape[0]
-    activate = _activation(act, act_names)
-    h = activate(torch.baddbmm(v["b0"].unsqueeze(1), 2 * x - 1, v["w0"]))
-    for i in range(1, layout.depth):
-        g = gates[:, i - 1].view(k, 1, 1)
-        h = g * activate(torch.baddbmm(v[f"b{i}"].unsqueeze(1), h, v[f"w{i}"])) + (1 - g) * h
+    """Batched MLP for all members: per layer, one product per run of alike members (theta already masked)."""
+    return forward_views(layout, layout.views(theta), x, layer_runs(act, act_names, gates))
+
+
+def forward_views(layout: Layout, v: dict[str, torch.Tensor], x: torch.Tensor,
+                  runs: list[list[tuple[int, int, str]]]) -> torch.Tensor:
+    """``forward`` on the layers' weights given one by one (``Layout.views``, e.g. as separate autograd
+    leaves) with the runs of alike members of ``layer_runs``."""
+    h = 2 * x - 1
+    for i in range(layout.depth):
+        h = _Hidden.apply(h, v[f"w{i}"], v[f"b{i}"], runs[i])
     return torch.baddbmm(v["bo"].unsqueeze(1), h, v["wo"]).squeeze(-1)
 
 
-def _activation(act: torch.Tensor, act_names: list[str]):
-    """Each member's own activation on z [members, ...]: one call per activation on its block of members.
+def layer_runs(act: torch.Tensor, act_names: list[str], gates: torch.Tensor) -> list[list[tuple[int, int, str]]]:
+    """Per hidden layer, the members as runs ``(first, end, activation)`` of consecutive members that
+    compute it alike; ``activation`` is ``"skip"`` where the layer is beyond a member's depth."""
+    ids = act.argmax(1).tolist()
+    live = torch.cat([torch.ones(len(ids), 1), gates], 1).bool().T.tolist()
+    out = []
+    for layer in live:
+        kinds = [act_names[a] if on else "skip" for a, on in zip(ids, layer)]
+        runs, first = [], 0
+        for i in range(1, len(kinds) + 1):
+            if i == len(kinds) or kinds[i] != kinds[first]:
+                runs.append((first, i, kinds[first]))
+                first = i
+        out.append(runs)
+    return out
 
-    Members that share an activation usually sit in one contiguous block (the population is built
-    that way), so the blocks are slices; otherwise every activation is computed and mixed.
-    """
-    ids = act.argmax(1)
-    if len(act_names) == 1 or bool((ids == ids[0]).all()):
-        fn = _ACTS[act_names[int(ids[0])]]
-        return fn
-    if bool((ids[1:] >= ids[:-1]).all()):
-        bounds = torch.searchsorted(ids, torch.arange(len(act_names) + 1)).tolist()
-        blocks = [(_ACTS[n], bounds[j], bounds[j + 1]) for j, n in enumerate(act_names) if bounds[j] < bounds[j + 1]]
-        return lambda z: torch.cat([fn(z[a:b]) for fn, a, b in blocks])
-    a = act.view(act.shape[0], *([1] * 2), -1)
-    return lambda z: sum(a[..., j] * _ACTS[name](z) for j, name in enumerate(act_names))
+
+_aten = torch.ops.aten
+# activation: (value into out, derivative into out from (upstream gradient, input, output)); the
+# "out" forms write each run of members straight into its rows of the layer's buffer
+_ACTS = {
+    "tanh": (lambda z, o: torch.tanh(z, out=o),
+             lambda g, z, y, o: _aten.tanh_backward.grad_input(g, y, grad_input=o)),
+    "relu": (lambda z, o: torch.clamp_min(z, 0.0, out=o),
+             lambda g, z, y, o: _aten.threshold_backward.grad_input(g, z, 0, grad_input=o)),
+    "silu": (lambda z, o: _aten.silu.out(z, out=o),
+             lambda g, z, y, o: _aten.silu_backward.grad_input(g, z, grad_input=o)),
+    "gelu": (lambda z, o: _aten.gelu.out(z, out=o),
+             lambda g, z, y, o: _aten.gelu_backward.grad_input(g, z, grad_input=o)),
+    "sigmoid": (lambda z, o: torch.sigmoid(z, out=o),
+                lambda g, z, y, o: _aten.sigmoid_backward.grad_input(g, y, grad_input=o)),
+}
+
+
+class _Hidden(torch.autograd.Function):
+    """One hidden layer for all members, act(h @ w + b), computed run by run: each run of members that
+    share an activation is one baddbmm and one activation call on its rows, and a run whose members
+    skip the layer (it lies beyond their depth) passes h through without a product. The backward pass
+    writes each run's gradients straight into place, where autograd through row slices would zero-fill
+    a full-size buffer for every run."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                runs: list[tuple[int, int, str]]) -> torch.Tensor:
+        k, n, width = h.shape[0], h.shape[1], w.shape[2]
+        z = h.new_empty(k, n, width)
+        out = h.new_empty(k, n, width)
+        for lo, hi, kind in runs:
+            if kind == "skip":
+                out[lo:hi] = h[lo:hi]
+            else:
+                torch.baddbmm(b[lo:hi].unsqueeze(1), h[lo:hi], w[lo:hi], out=z[lo:hi])
+                _ACTS[kind][0](z[lo:hi], out[lo:hi])
+        ctx.runs = runs
+        ctx.save_for_backward(h, w, z, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: torch.Tensor):
+        h, w, z, out = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        g = g.contiguous()
+        gz = torch.empty_like(z)
+        grad_h = torch.empty_like(h) if need_h else None
+        grad_w = torch.empty_like(w) if need_w else None
+        grad_b = w.new_empty(w.shape[0], w.shape[2]) if need_b else None
+        for lo, hi, kind in ctx.runs:
+            if kind == "skip":
+                if need_h:
+                    grad_h[lo:hi] = g[lo:hi]
+                if need_w:
+                    grad_w[lo:hi] = 0.0
+                if need_b:
+                    grad_b[lo:hi] = 0.0
+                continue
+            _ACTS[kind][1](g[lo:hi], z[lo:hi], out[lo:hi], gz[lo:hi])
+            if need_h:
+                torch.bmm(gz[lo:hi], w[lo:hi].transpose(1, 2), out=grad_h[lo:hi])
+            if need_w:
+                torch.bmm(h[lo:hi].transpose(1, 2), gz[lo:hi], out=grad_w[lo:hi])
+            if need_b:
+                torch.sum(gz[lo:hi], 1, out=grad_b[lo:hi])
+        return grad_h, grad_w, grad_b, None

@@ -1,8 +1,8 @@
 """Fit every member to the pool at once: batched Adam, RMSprop and Rprop over ``theta`` [members, P].
 
-Each member keeps its own optimizer kind, learning rate and weight decay; the update rules are
-computed elementwise for the whole population and selected per member, so a training step is a
-handful of tensor operations whatever the number of members.
+Each member keeps its own optimizer kind, learning rate and weight decay; each update rule runs on
+the rows of the members that use it, so a training step is a handful of tensor operations whatever
+the number of members.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .population import Population, forward
+from .population import Population, forward, forward_views, layer_runs
 
 _ADAM, _RMSPROP, _RPROP = 0, 1, 2
 _EPS = 1e-8
@@ -37,34 +37,64 @@ class OptimizerState:
         return OptimizerState(*(getattr(self, f)[index].clone() for f in ("t", "m", "v", "step", "prev")))
 
 
-def optimizer_step(pop: Population, state: OptimizerState, grad: torch.Tensor) -> None:
-    """Apply one update of each member's own optimizer to ``pop.theta`` in place."""
-    kind = pop.optimizer[:, None]
-    lr = pop.lr[:, None]
-    state.t += 1
-    t = state.t[:, None]
-    adam = (kind == _ADAM).float()
-    rms = (kind == _RMSPROP).float()
+def kind_rows(kinds: torch.Tensor, max_runs: int = 2) -> list[tuple[int, slice | torch.Tensor]]:
+    """Each optimizer kind with the rows of its members: slices where they form at most ``max_runs``
+    contiguous runs (updated in place), else one index (gathered and written back)."""
+    out = []
+    for kind in (_ADAM, _RMSPROP, _RPROP):
+        idx = torch.nonzero(kinds == kind).flatten()
+        if len(idx) == 0:
+            continue
+        breaks = (torch.nonzero(idx[1:] - idx[:-1] > 1).flatten() + 1).tolist()
+        if len(breaks) >= max_runs:
+            out.append((kind, idx))
+            continue
+        firsts, lasts = [0] + breaks, breaks + [len(idx)]
+        out += [(kind, slice(int(idx[a]), int(idx[b - 1]) + 1)) for a, b in zip(firsts, lasts)]
+    return out
 
-    # Adam and RMSprop share one form, num / (sqrt(v / bc2) + eps): Adam with its moment and bias
-    # corrections, RMSprop (torch's default: no momentum, no correction) with the raw gradient
-    beta2 = 0.999 * adam + 0.99 * (1 - adam)
-    state.m.mul_(0.9).add_(grad, alpha=0.1)
-    state.v.mul_(beta2).addcmul_(grad, grad * (1 - beta2))
-    bc1 = adam * (1 - 0.9 ** t) + (1 - adam)
-    bc2 = adam * (1 - beta2 ** t) + (1 - adam)
-    num = state.m * (adam / bc1) + grad * rms
-    update = num.div_((state.v / bc2).sqrt_().add_(_EPS))
-    if bool((kind == _RPROP).any()):
-        # Rprop: only the gradient's sign; per-weight step sizes grow while the sign holds
-        sign = torch.sign(grad * state.prev)
-        state.step.mul_(torch.where(sign > 0, 1.2, torch.where(sign < 0, 0.5, 1.0))).clamp_(1e-6, 1.0)
-        rgrad = grad.masked_fill(sign < 0, 0.0)
-        state.prev.copy_(rgrad)
-        rprop = (kind == _RPROP).expand_as(update)
-        update = torch.where(rprop, torch.sign(rgrad) * state.step / lr, update)  # lr multiplies back below
-    pop.theta.mul_(1 - lr * pop.weight_decay[:, None]).sub_(update.mul_(lr))
-    pop.theta.mul_(pop.mask)
+
+def optimizer_step(pop: Population, state: OptimizerState, grad: torch.Tensor,
+                   groups: list[tuple[int, slice | torch.Tensor]] | None = None) -> None:
+    """Apply one update of each member's own optimizer to ``pop.theta`` in place.
+
+    Each rule runs only on the rows of its members (views where they are contiguous), so a step costs
+    about one rule's work over the population. Masked entries get no gradient and stay zero.
+    """
+    grad.mul_(pop.mask)
+    state.t += 1
+    for kind, rows in groups if groups is not None else kind_rows(pop.optimizer):
+        gathered = not isinstance(rows, slice)
+        theta, g = pop.theta[rows], grad[rows]
+        lr, t = pop.lr[rows, None], state.t[rows, None]
+        decay = 1 - lr * pop.weight_decay[rows, None]
+        if kind == _RPROP:  # only the gradient's sign; per-weight step sizes grow while the sign holds
+            step, prev = state.step[rows], state.prev[rows]
+            agree = g * prev
+            flipped = agree < 0
+            step.mul_(torch.where(agree > 0, 1.2, torch.where(flipped, 0.5, 1.0))).clamp_(1e-6, 1.0)
+            g = g.masked_fill(flipped, 0.0)
+            prev.copy_(g)
+            theta.mul_(decay).sub_(torch.sign(g).mul_(step))
+            changed = {"step": step, "prev": prev}
+        else:  # Adam with its moments and bias corrections; RMSprop as torch's default (no momentum)
+            v = state.v[rows]
+            if kind == _ADAM:
+                m = state.m[rows]
+                m.mul_(0.9).add_(g, alpha=0.1)
+                v.mul_(0.999).addcmul_(g, g, value=0.001)
+                num, scale, bc2 = m, lr / (1 - 0.9 ** t), 1 - 0.999 ** t
+                changed = {"m": m, "v": v}
+            else:
+                v.mul_(0.99).addcmul_(g, g, value=0.01)
+                num, scale, bc2 = g, lr, torch.ones_like(t)
+                changed = {"v": v}
+            update = v.sqrt().div_(bc2.sqrt()).add_(_EPS).reciprocal_().mul_(num).mul_(scale)
+            theta.mul_(decay).sub_(update)
+        if gathered:
+            pop.theta[rows] = theta
+            for name, value in changed.items():
+                getattr(state, name)[rows] = value
 
 
 def fit(pop: Population, state: OptimizerState, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
@@ -85,17 +115,22 @@ def fit(pop: Population, state: OptimizerState, x: torch.Tensor, y: torch.Tensor
         cum = cum / cum[:, -1:]
         wb = torch.full((k, batch_size), 1.0 / batch_size)
     loss = torch.zeros(k)
+    groups = kind_rows(pop.optimizer)
+    runs = layer_runs(pop.act, pop.act_names, pop.gates())
     for _ in range(steps):
         if not full:
             u = torch.rand(k, batch_size, generator=generator)
             idx = torch.searchsorted(cum, u).clamp_(max=n - 1)
             xb, yb = x[idx], y[idx]
-        theta = pop.theta.detach().requires_grad_(True)
-        pred = pop.forward(xb, theta)
+        # the leaves are the layers' views of theta (kept masked), so the backward pass writes each
+        # layer's gradient once instead of scattering every layer into a zeroed [members, P] tensor
+        parts = {name: v.detach().requires_grad_(True) for name, v in pop.layout.views(pop.theta).items()}
+        pred = forward_views(pop.layout, parts, xb, runs)
         per_member = (wb * (pred - yb) ** 2).sum(1)
-        (grad,) = torch.autograd.grad(per_member.sum(), theta)
+        grads = torch.autograd.grad(per_member.sum(), list(parts.values()))
         with torch.no_grad():
-            optimizer_step(pop, state, grad)
+            grad = torch.cat([gr.reshape(k, -1) for gr in grads], 1)
+            optimizer_step(pop, state, grad, groups)
         loss = per_member.detach()
     return loss
 
