@@ -10,8 +10,10 @@ all ``max_width`` wide); what makes members differ is per-member data:
 * a one-hot choice of activation, and per-member optimizer, learning rate and weight decay
   (used by ``training``).
 
-So one ``torch.baddbmm`` per layer evaluates the whole population, and a member with width 32,
-depth 2 and tanh computes exactly what a plain 32-wide, 2-hidden-layer tanh MLP would.
+Members that compute alike (activation, depth) sit side by side, so a layer is one
+``torch.baddbmm`` per run of alike members on a slice of rows, with no Python loop over members;
+a member with width 32, depth 2 and tanh computes exactly what a plain 32-wide, 2-hidden-layer
+tanh MLP would.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import OPTIMIZERS, EnsembleConfig
+
 
 @dataclass
 class Layout:
