@@ -5,7 +5,8 @@
 One run per (k, seed) with the default settings and ``ensemble.members=k``; the best point among
 the first n evaluations is read from each run's history at n = 300, 500, 1000, 1500, ... budget.
 Saves experiments/results/reference_{distance,regret}.{csv,md} (medians over seeds, rows k,
-columns evaluations) and reference_3d.png (evaluations x k x distance, as in the original write-up).
+columns evaluations) and reference_3d.png (evaluations x k x distance, as in the original write-up);
+``--name`` changes the prefix.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--mode", default="default", choices=["default", "original"])
     parser.add_argument("--strategy", default="nes", help="nes (evolution on top) or sgd")
+    parser.add_argument("--name", default="", help="results file prefix (default: reference, reference_original)")
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     marks = [n for n in (300, 500, 1000, 1500, 2000, 2300) if n <= args.budget]
@@ -78,17 +80,17 @@ def main() -> None:
     tasks = [(k, s, args.budget, marks, args.mode, args.strategy)
              for k in sorted(ks, reverse=True) for s in range(args.seeds)]
     runs = pd.DataFrame([row for rows in run_parallel(task, tasks, args.workers) for row in rows])
-    suffix = "" if args.mode == "default" else f"_{args.mode}"
-    runs.to_csv(f"{RESULTS}/reference{suffix}_runs.csv", index=False)
+    prefix = args.name or ("reference" if args.mode == "default" else f"reference_{args.mode}")
+    runs.to_csv(f"{RESULTS}/{prefix}_runs.csv", index=False)
     command = ("python experiments/reference.py " + " ".join(sys.argv[1:])).strip()
     for metric in ("distance", "regret"):
         pivot = runs.pivot_table(index="k", columns="evaluations", values=metric, aggfunc="median")
         table = pivot.reset_index()
         table.columns = ["k"] + [f"{c} evals" for c in pivot.columns]
-        save_table(table, f"reference{suffix}_{metric}",
+        save_table(table, f"{prefix}_{metric}",
                    f"Hartmann-6, median {metric} of the best x over {args.seeds} seeds ({args.mode} settings)", command)
         if metric == "distance":
-            plot_3d(pivot, f"{RESULTS}/reference{suffix}_3d.png")
+            plot_3d(pivot, f"{RESULTS}/{prefix}_3d.png")
     secs = runs.groupby("k")["seconds"].median()
     print("median seconds per run by k:", secs.round(1).to_dict())
 

@@ -22,7 +22,7 @@ class EnsembleConfig:
     widths: list[int] = field(default_factory=lambda: [32, 64])  # hidden width, drawn per member
     depths: list[int] = field(default_factory=lambda: [2, 3])  # hidden layers, drawn per member
     activations: list[str] = field(default_factory=lambda: ["tanh", "silu", "relu"])
-    optimizers: list[str] = field(default_factory=lambda: ["adam", "rmsprop", "rprop"])  # in turn
+    optimizers: list[str] = field(default_factory=lambda: ["adam", "rmsprop", "rprop"])  # in blocks of members
     lr_min: float = 3e-3  # learning rates are drawn log-uniformly in [lr_min, lr_max]
     lr_max: float = 1e-2
     weight_decay_min: float = 1e-5  # decoupled weight decay, log-uniform

@@ -80,7 +80,7 @@ class Population:
         n_act, n_opt = len(self.act_names), len(cfg.optimizers)
         act_idx = torch.sort(torch.arange(k) % n_act).values
         self.act = torch.nn.functional.one_hot(act_idx, n_act).float()
-        shift = k // (2 * n_act)
+        shift = k // (2 * n_act) if n_act > 1 else 0
         self.optimizer = torch.tensor([OPTIMIZERS.index(cfg.optimizers[(i + shift) * n_opt // k % n_opt])
                                        for i in range(k)])
         depth = torch.tensor(cfg.depths)[pick(cfg.depths, k)]
