@@ -352,21 +352,34 @@ class Optimizer:
     def _runners_up(self) -> np.ndarray:
         """Pool indices of the best points of up to ``basins - 1`` regions apart from the best one.
 
-        Greedy over the better half of the pool, best first: a point opens a new region when it lies
-        farther than the basin radius from every region's best point found so far.
+        A region keeps climbing where its own members' evaluations went: its centre is the best of them
+        while that lies farther than the basin radius from the pool's best point. A region without
+        such a point is (re)opened greedily over the better half of the pool, best first: a point
+        opens it when it lies farther than the basin radius from the best point and every other centre.
         """
         s = self.cfg.search
         if s.basins <= 1:
             return np.empty(0, dtype=int)
         ok = np.flatnonzero(self.pool.ok)
-        order = ok[np.argsort(-self.pool.y[ok], kind="stable")][: max(2, len(ok) // 2)]
+        order = ok[np.argsort(-self.pool.y[ok], kind="stable")]
         radius = s.basin_radius * np.sqrt(self.dim)
+        region = self._regions(s.basins - 1)
+        member = self.pool.column("member")[order]
+        ascent = np.array([self.pool.provenance[i].source in ("ascent", "quadratic", "gaussian") for i in order],
+                          dtype=bool)
         centres = [order[0]]
-        for i in order[1:]:
-            if np.linalg.norm(self.pool.x[centres] - self.pool.x[i], axis=1).min() > radius:
-                centres.append(i)
-                if len(centres) == s.basins:
-                    break
+
+        def apart(i: int) -> bool:
+            return bool(np.linalg.norm(self.pool.x[centres] - self.pool.x[i], axis=1).min() > radius)
+
+        for j in range(s.basins - 1):
+            own = order[ascent & np.isin(member, np.flatnonzero(region == j))]
+            kept = own[0] if own.size and apart(own[0]) else None
+            if kept is None:
+                kept = next((i for i in order[: max(2, len(order) // 2)] if apart(i)), None)
+            if kept is None:
+                break
+            centres.append(kept)
         return np.array(centres[1:], dtype=int)
 
     def _regions(self, n_runners: int) -> np.ndarray:
@@ -435,7 +448,15 @@ class Optimizer:
         refs = np.concatenate([best_y, np.full(s.random_starts, global_best), self.pool.y[runners]])
         region = self._regions(len(runners))
         starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
-        ends, pred = ascend(self.population, starts, int(round(self.schedule.steps)), s.ascent_lr)
+        # a runner-up region is climbed locally: its ascents stay in a box of half-width basin_radius
+        # around its best point, else they run off to the surrogate's maximum in the leading region
+        low, high = np.zeros_like(starts_np), np.ones_like(starts_np)
+        if len(runners):
+            box = slice(len(starts_np) - len(runners), None)
+            low[box] = np.clip(starts_np[box] - s.basin_radius, 0.0, 1.0)
+            high[box] = np.clip(starts_np[box] + s.basin_radius, 0.0, 1.0)
+        ends, pred = ascend(self.population, starts, int(round(self.schedule.steps)), s.ascent_lr,
+                            torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32))
         if s.select != "own" and k > 1:  # judge every end point by the whole population
             with torch.no_grad():
                 flat = ends.reshape(1, -1, self.dim).expand(k, -1, -1)
@@ -479,8 +500,8 @@ class Optimizer:
         # there are enough (search.polish), else a Gaussian sample around it; further Gaussian samples go
         # around random siblings' bests
         polished = None
+        ok = self.pool.ok
         if s.polish and s.gaussian_per_round:
-            ok = self.pool.ok
             polished = quadratic_step(self.pool.x[ok], self.pool.y[ok], self.pool.x[self.pool.best_index()])
             if polished is not None and distinct(polished[None], taken, 1e-12)[0]:
                 chosen.append(_Proposal(polished, Provenance("quadratic", round=self.round, reference=global_best)))
@@ -488,6 +509,19 @@ class Optimizer:
                 polished = None
         for i in range(s.gaussian_per_round):
             if i == 0 and polished is not None:
+                continue
+            if 1 <= i <= len(runners):  # a runner-up region gets its own refinement of its best point
+                j, owners = runners[i - 1], np.flatnonzero(region == i - 1)
+                owner = int(owners[0]) if owners.size else -1
+                x = quadratic_step(self.pool.x[ok], self.pool.y[ok], self.pool.x[j]) if s.polish else None
+                if x is not None and distinct(x[None], taken, 1e-12)[0]:
+                    chosen.append(_Proposal(x, Provenance("quadratic", member=owner, round=self.round,
+                                                          reference=self.pool.y[j])))
+                else:
+                    x = gaussian(self.pool.x[j][None], self.schedule.sigma, self.rng)[0]
+                    chosen.append(_Proposal(x, Provenance("gaussian", member=owner, round=self.round,
+                                                          reference=self.pool.y[j])))
+                taken = np.concatenate([taken, x[None]])
                 continue
             sib = int(np.argmax(best_y)) if i == 0 else int(self.rng.integers(k))
             x = gaussian(bests[sib][None], self.schedule.sigma, self.rng)[0]

@@ -30,8 +30,10 @@ def initial_design(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((n, dim))
 
 
-def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient ascent of member r on its own surrogate from starts[r] ([k, S, d]); stays in the cube.
+def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float, low: torch.Tensor | float = 0.0,
+           high: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient ascent of member r on its own surrogate from starts[r] ([k, S, d]); stays in the cube,
+    or in the boxes [low, high] (broadcast against starts) where a start must stay near where it began.
 
     Adam on x (sign-like steps of about ``lr``), so flat and steep surrogates move at the same pace.
     Returns the end points [k, S, d] and each member's prediction there [k, S].
@@ -52,7 +54,7 @@ def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float) -> tupl
             m.mul_(0.9).add_(0.1 * g)
             v.mul_(0.999).add_(0.001 * g * g)
             step = lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-12)
-            x = (x.detach() + step).clamp_(0.0, 1.0)
+            x = torch.clamp(x.detach() + step, low, high)
     with torch.no_grad():
         return x, predict(x)
 

@@ -181,3 +181,16 @@ def test_restart_leaves_a_stagnant_basin_and_proposes_outside_it():
     distance = np.linalg.norm(moved[["x0", "x1"]].to_numpy() - basin, axis=1)
     assert distance.min() > 0.1 * np.sqrt(2)
     assert len(result.y) == 120
+
+
+def test_a_runner_up_region_climbs_to_the_global_basin_that_the_best_design_point_misses():
+    """Hartmann-6, seed 19: the best point of the initial design lies in the local maximum's basin, and
+    the default search ends there; with a runner-up region (search.basins=2) the region's own members
+    climb from the best design point apart from it, reach the global basin and take the lead."""
+    h6 = ne.make_problem("hartmann6")
+    single = ne.optimize(h6, h6.bounds, budget=300, seed=19)
+    regions = ne.optimize(h6, h6.bounds, budget=300, seed=19, search={"basins": 2, "basin_share": 0.4})
+    assert h6.regret(single.best_x) > 0.1
+    assert h6.regret(regions.best_x) < 0.01
+    owners = regions.history[regions.history.member >= 6]  # members 6..9 climb the runner-up region
+    assert (owners.source == "quadratic").any() or (owners.source == "gaussian").any()
