@@ -497,8 +497,9 @@ class Optimizer:
             chosen.append(_Proposal(x, prov))
             taken = np.concatenate([taken, x[None]])
         # refining the best point: a Newton step on a quadratic fitted to the evaluations around it where
-        # there are enough (search.polish), else a Gaussian sample around it; further Gaussian samples go
-        # around random siblings' bests
+        # there are enough (search.polish), else a Gaussian sample around it; the next ones refine the
+        # runner-up regions' best points the same way, and the rest are Gaussian samples around random
+        # siblings' bests
         polished = None
         ok = self.pool.ok
         if s.polish and s.gaussian_per_round:
