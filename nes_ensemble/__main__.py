@@ -2,5 +2,5 @@
 
 from .app import main
 
-if __name__ == "__main__":  # worker processes import this module too (forkserver start method)
+if __name__ == "__main__":
     main()

@@ -12,19 +12,16 @@ exception in the objective is a failed evaluation, as inline.
 from __future__ import annotations
 
 import math
-import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 import numpy as np
 
-from .optimizer import EvaluationError, Optimizer, failure_streak
+from .optimizer import Optimizer, failure_streak
 from .remote import call, call_installed, install
 
 EVALUATORS = ("inline", "processes", "ray")
-_NO_GUARD = ("evaluator=processes starts its workers by forkserver, and each one imports the script that "
-             "called optimize: call it under `if __name__ == \"__main__\":` so the workers do not run it again")
 MAX_REQUEUES = 3  # a point whose worker dies more often than this is recorded as a failed evaluation
 
 
@@ -82,17 +79,11 @@ class _ProcessPool:
     def __init__(self, fn: Callable, n_workers: int):
         import cloudpickle
 
-        if getattr(multiprocessing.current_process(), "_inheriting", False):
-            raise RuntimeError(_NO_GUARD)  # a worker re-running the user's script while it starts
         self.payload, self.n_workers = cloudpickle.dumps(fn), n_workers
-        self.answered = False  # whether any worker has returned anything yet
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        # forkserver, not fork: forking a process that runs threads (torch's, the MLflow writer) can
-        # leave a worker holding a lock no thread will release
-        return ProcessPoolExecutor(max_workers=self.n_workers, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=install, initargs=(self.payload,))
+        return ProcessPoolExecutor(max_workers=self.n_workers, initializer=install, initargs=(self.payload,))
 
     def submit(self, x: np.ndarray) -> Future:
         try:
@@ -108,16 +99,11 @@ class _ProcessPool:
             try:
                 out.append((f, ("ok", f.result())))
             except BrokenProcessPool as err:
-                if not self.answered:  # workers that die before any answer will not do better on a retry
-                    raise EvaluationError(f"every worker process died before returning a result ({err}). "
-                                          + _NO_GUARD) from None
                 out.append((f, ("died", f"{type(err).__name__}: {err}")))
-                continue
             except Exception as err:
                 if "fn returned" in str(err):
                     raise
                 out.append((f, ("failed", f"{type(err).__name__}: {err}")))
-            self.answered = True
         return out
 
     def close(self) -> None:

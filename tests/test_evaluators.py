@@ -66,15 +66,3 @@ def test_ray_evaluator_completes_a_run_and_survives_a_dying_worker(tmp_path):
     assert len(result.X) == 25 and (result.history.status == "ok").all()
     assert any(e["event"] == "worker_died" for e in result.lineage)
 
-
-def test_a_script_without_the_main_guard_gets_an_error_that_says_so(tmp_path):
-    import subprocess
-    import sys
-
-    script = tmp_path / "unguarded.py"
-    script.write_text("import nes_ensemble as ne\n"
-                      "ne.optimize(lambda x: -float((x ** 2).sum()), [(0, 1)] * 2, budget=10,"
-                      " evaluator='processes', n_workers=2)\n")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode != 0
-    assert "EvaluationError" in done.stderr and 'if __name__ == "__main__":' in done.stderr
