@@ -16,7 +16,7 @@ from scipy.optimize import minimize
 from scipy.stats import qmc
 
 from .config import SearchConfig
-from .population import Population, forward
+from .population import Population, forward_views, layer_runs
 
 
 def initial_design(n: int, dim: int, kind: str, seed: int) -> np.ndarray:
@@ -41,11 +41,11 @@ def ascend(pop: Population, starts: torch.Tensor, steps: int, lr: float, low: to
     x = starts.clone()
     m = torch.zeros_like(x)
     v = torch.zeros_like(x)
-    theta = (pop.theta * pop.mask).detach()
-    gates = pop.gates()
+    views = pop.layout.views((pop.theta * pop.mask).detach())
+    runs = layer_runs(pop.act, pop.act_names, pop.gates())  # once, not at every step
 
     def predict(z: torch.Tensor) -> torch.Tensor:
-        return forward(pop.layout, theta, z, pop.act, pop.act_names, gates)
+        return forward_views(pop.layout, views, z, runs)
 
     for t in range(1, steps + 1):
         x.requires_grad_(True)
@@ -114,15 +114,15 @@ def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> 
     and a path is abandoned after ``original_patience`` steps without improvement (the optimizer
     does that as results come back). Points that leave the cube end their path (NaN after it).
     """
-    theta = (pop.theta * pop.mask).detach()
-    gates = pop.gates()
+    views = pop.layout.views((pop.theta * pop.mask).detach())
+    runs = layer_runs(pop.act, pop.act_names, pop.gates())
 
     x = starts.clone()
     path = []
     alive = torch.ones(starts.shape[:2], dtype=torch.bool)
     for _ in range(cfg.original_steps):
         x.requires_grad_(True)
-        pred = forward(pop.layout, theta, x, pop.act, pop.act_names, gates)
+        pred = forward_views(pop.layout, views, x, runs)
         (g,) = torch.autograd.grad(pred.sum(), x)
         with torch.no_grad():
             x = x.detach() + cfg.original_step_size * g / (g.norm(dim=-1, keepdim=True) + 1e-12)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .population import Population, forward, forward_views, layer_runs
+from .population import Population, forward_views, layer_runs
 
 _ADAM, _RMSPROP, _RPROP = 0, 1, 2
 _EPS = 1e-8
@@ -151,7 +151,8 @@ def fit_es(pop: Population, x: torch.Tensor, y: torch.Tensor, weights: torch.Ten
     cum = cum / cum[:, -1:].clamp_min(_EPS)
     m = min(n, batch_size)
     expand = torch.arange(k).repeat_interleave(popsize)
-    act, gates, mask = pop.act[expand], pop.gates()[expand], pop.mask[expand]
+    mask = pop.mask[expand]
+    runs = layer_runs(pop.act[expand], pop.act_names, pop.gates()[expand])
     with torch.random.fork_rng(devices=[]):  # evotorch samples from torch's global generator
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         state = pgpe(center_init=pop.theta.detach().clone(), center_learning_rate=center_lr,
@@ -164,7 +165,8 @@ def fit_es(pop: Population, x: torch.Tensor, y: torch.Tensor, weights: torch.Ten
             xb, yb = x[idx][expand], y[idx][expand]
             cand = pgpe_ask(state, popsize=popsize)  # [k, popsize, P]
             with torch.no_grad():
-                pred = forward(pop.layout, cand.reshape(k * popsize, -1) * mask, xb, act, pop.act_names, gates)
+                theta = cand.reshape(k * popsize, -1) * mask
+                pred = forward_views(pop.layout, pop.layout.views(theta), xb, runs)
                 losses = ((pred - yb) ** 2).mean(1).view(k, popsize)
             state = pgpe_tell(state, cand, losses)
             loss = losses.mean(1)
