@@ -105,6 +105,9 @@ class EvaluatorConfig:
 
     name: str = "inline"  # inline (in this process) | processes (local worker processes) | ray (Ray tasks)
     n_workers: int = 4  # processes, ray: evaluations in flight at once
+    start_method: str = "forkserver"  # processes: how workers start. forkserver (safe: a worker never inherits
+    # the optimizer's threads) | spawn | fork (starts faster, but an objective that uses torch or another OpenMP
+    # library can hang in a forked worker)
     ray_address: str = ""  # ray: an existing cluster ("auto", "ray://host:10001"); empty = start a local one
     ray_cpus: int = 0  # ray, local cluster: CPUs to give it; 0 = n_workers
     timeout: float = 0.0  # seconds one evaluation may take (inline, main thread only); 0 = no limit
@@ -254,6 +257,8 @@ def check(cfg: DictConfig) -> None:
     ev = cfg.evaluator
     need(ev.name in ("inline", "processes", "ray"), "evaluator", ev.name, "choose inline, processes or ray")
     need(ev.n_workers >= 1, "evaluator.n_workers", ev.n_workers, "needs at least one worker")
+    need(ev.start_method in ("forkserver", "spawn", "fork"), "evaluator.start_method", ev.start_method,
+         "choose forkserver, spawn or fork")
     need(ev.timeout >= 0, "evaluator.timeout", ev.timeout, "must be >= 0 seconds (0 = no limit)")
     need(ev.retries >= 0, "evaluator.retries", ev.retries, "must be >= 0")
     need(ev.max_failures >= 0, "evaluator.max_failures", ev.max_failures, "must be >= 0 (0 = never stop)")

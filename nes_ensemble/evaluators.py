@@ -12,6 +12,7 @@ exception in the objective is a failed evaluation, as inline.
 from __future__ import annotations
 
 import math
+import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
@@ -29,7 +30,7 @@ def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: in
                    callback: Callable[[Optimizer], None] | None = None) -> None:
     """Evaluate ``fn`` (one x in the user's box -> float, user sign) on ``evaluator.n_workers`` workers."""
     ev = opt.cfg.evaluator
-    pool = _RayPool(fn, ev) if ev.name == "ray" else _ProcessPool(fn, ev.n_workers)
+    pool = _RayPool(fn, ev) if ev.name == "ray" else _ProcessPool(fn, ev.n_workers, ev.start_method)
     streak, told_since = 0, 0
     try:
         in_flight: dict[Any, np.ndarray] = {}
@@ -76,14 +77,17 @@ def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: in
 class _ProcessPool:
     """concurrent.futures over local processes."""
 
-    def __init__(self, fn: Callable, n_workers: int):
+    def __init__(self, fn: Callable, n_workers: int, start_method: str = "forkserver"):
         import cloudpickle
 
         self.payload, self.n_workers = cloudpickle.dumps(fn), n_workers
+        self.start_method, self.context = start_method, multiprocessing.get_context(start_method)
+        self.finished = 0  # evaluations any worker has returned
         self.executor = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.n_workers, initializer=install, initargs=(self.payload,))
+        return ProcessPoolExecutor(max_workers=self.n_workers, mp_context=self.context, initializer=install,
+                                   initargs=(self.payload,))
 
     def submit(self, x: np.ndarray) -> Future:
         try:
@@ -98,11 +102,19 @@ class _ProcessPool:
         for f in done:
             try:
                 out.append((f, ("ok", f.result())))
+                self.finished += 1
             except BrokenProcessPool as err:
+                if not self.finished and self.start_method != "fork":
+                    raise RuntimeError(
+                        f"the worker processes died before returning a single evaluation. A worker started by "
+                        f"'{self.start_method}' imports your main script: if the script calls optimize at top "
+                        "level, put that under `if __name__ == \"__main__\":`. If the objective itself kills "
+                        "the process, run it inline (evaluator=inline) to see the error.") from err
                 out.append((f, ("died", f"{type(err).__name__}: {err}")))
             except Exception as err:
                 if "fn returned" in str(err):
                     raise
+                self.finished += 1
                 out.append((f, ("failed", f"{type(err).__name__}: {err}")))
         return out
 

@@ -2,6 +2,9 @@
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -26,6 +29,53 @@ def test_one_worker_gives_the_inline_run_exactly():
     one = ne.optimize(sphere, [(0, 1)] * 2, budget=30, seed=1, ensemble={"members": 3}, evaluator="processes",
                       n_workers=1)
     np.testing.assert_array_equal(inline.X, one.X)
+
+
+def _run_script(tmp_path, body: str, start_method: str = "forkserver") -> subprocess.CompletedProcess:
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(body).replace("START", start_method))
+    try:
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=150)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the run with start_method={start_method} hung (killed after 150 s)")
+
+
+TORCH_OBJECTIVE = """
+    import numpy as np
+    import torch
+    import nes_ensemble as ne
+
+    def train_step(x):  # an objective that runs torch ops big enough to use its thread pool
+        a = torch.randn(300, 300)
+        for _ in range(5):
+            a = torch.tanh(a @ a / 300)
+        return -float(np.sum((np.asarray(x) - 0.3) ** 2)) + 1e-9 * float(a.sum())
+
+    if __name__ == "__main__":
+        r = ne.optimize(train_step, [(0, 1)] * 3, budget=30, seed=0, evaluator="processes", n_workers=2,
+                        evaluator__start_method="START")
+        print("evaluations", len(r.y))
+"""
+
+
+def test_an_objective_that_uses_torch_threads_does_not_hang_in_a_worker(tmp_path):
+    # a worker forked from the optimizer inherits torch's OpenMP state and hangs on its first parallel
+    # op (checked: with start_method=fork this test fails at the timeout); the default starts clean workers
+    done = _run_script(tmp_path, TORCH_OBJECTIVE)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "evaluations 30" in done.stdout
+
+
+def test_a_script_without_a_main_guard_gets_an_error_that_says_so(tmp_path):
+    done = _run_script(tmp_path, """
+        import numpy as np
+        import nes_ensemble as ne
+
+        r = ne.optimize(lambda x: -float(np.sum(x ** 2)), [(0, 1)] * 2, budget=20, seed=0, evaluator="processes",
+                        n_workers=2)
+    """)
+    assert done.returncode != 0
+    assert 'if __name__ == "__main__":' in done.stderr
 
 
 def _dies_once(flag):
