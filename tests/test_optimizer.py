@@ -194,3 +194,21 @@ def test_a_runner_up_region_climbs_to_the_global_basin_that_the_best_design_poin
     assert h6.regret(regions.best_x) < 0.01
     owners = regions.history[regions.history.member >= 6]  # members 6..9 climb the runner-up region
     assert (owners.source == "quadratic").any() or (owners.source == "gaussian").any()
+
+
+def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_proposals():
+    # 30 members proposing one point each made rounds of 34, too few of them polishing steps
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, config={"ensemble": {"members": 12, "train_steps_initial": 20,
+                                                                  "train_steps": 5}})
+    f = lambda X: -np.sum((X - 0.3) ** 2, axis=1)  # noqa: E731
+    X = opt.ask()
+    opt.tell(X, f(X))
+    proposers = set()
+    for _ in range(2):
+        X = opt.ask()
+        opt.tell(X, f(X))
+        rows = opt.history().tail(len(X))
+        ascents = rows[rows.source == "ascent"]
+        assert len(ascents) == 10
+        proposers |= set(ascents.member)
+    assert len(proposers) == 12  # members take turns
