@@ -57,6 +57,8 @@ class SearchConfig:
     proposals_per_round: int = 10  # ascent proposals per round, at most one per member; 0 = one per member (with
     # 30 members, 10 reach x* to 1.8e-8 at 1000 Hartmann-6 evaluations against 1.3e-5: more rounds, more polishing)
     gaussian_per_round: int = 4  # Gaussian samples around the siblings' best points per round
+    min_rounds: int = 10  # when the budget is known and too short for this many rounds of the sizes above after
+    # the initial design, rounds shrink in proportion (at least one ascent and one Gaussian proposal); 0 = never
     sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
     sigma_min: float = 1e-4
     sigma_max: float = 0.3

@@ -392,6 +392,19 @@ class Optimizer:
                 region[k - 1 - j] = j % n_runners
         return region
 
+    def round_size(self) -> tuple[int, int]:
+        """Ascent and Gaussian proposals per round: the configured sizes, made smaller when the budget
+        leaves fewer than ``search.min_rounds`` rounds of them after the initial design (a short run
+        learns more from several small rounds than from a few large ones)."""
+        s = self.cfg.search
+        k = self.population.size
+        n_prop, n_gauss = min(k, s.proposals_per_round or k), s.gaussian_per_round
+        left = (self.cfg.budget or 0) - self.n_design
+        if self.cfg.budget and s.min_rounds and left < s.min_rounds * (n_prop + n_gauss):
+            f = max(left, 0) / (s.min_rounds * (n_prop + n_gauss))
+            n_prop, n_gauss = max(1, round(n_prop * f)), min(n_gauss, max(1, round(n_gauss * f)))
+        return n_prop, n_gauss
+
     def _taken(self) -> np.ndarray:
         parts = [self.pool.x]
         if self.pending:
@@ -470,7 +483,7 @@ class Optimizer:
             inside = ~self._outside_basins(ends.reshape(-1, self.dim)).reshape(pred.shape)
             pred = np.where(inside, -np.inf, pred)
 
-        n_prop = min(k, s.proposals_per_round or k)
+        n_prop, n_gauss = self.round_size()
         proposers = [(self.round * n_prop + i) % k for i in range(n_prop)]
         taken = self._taken()
         chosen: list[_Proposal] = []
@@ -502,13 +515,13 @@ class Optimizer:
         # siblings' bests
         polished = None
         ok = self.pool.ok
-        if s.polish and s.gaussian_per_round:
+        if s.polish and n_gauss:
             polished = quadratic_step(self.pool.x[ok], self.pool.y[ok], self.pool.x[self.pool.best_index()])
             if polished is not None and distinct(polished[None], taken, 1e-12)[0]:
                 chosen.append(_Proposal(polished, Provenance("quadratic", round=self.round, reference=global_best)))
             else:
                 polished = None
-        for i in range(s.gaussian_per_round):
+        for i in range(n_gauss):
             if i == 0 and polished is not None:
                 continue
             if 1 <= i <= len(runners):  # a runner-up region gets its own refinement of its best point
@@ -596,7 +609,7 @@ class Optimizer:
                     if state[1] >= s.original_patience:  # abandon the rest of this path
                         self.queue = [q for q in self.queue if q.provenance.path != prov.path]
         self.schedule.update_sigma(sig_succ, sig_trials, s)
-        n_round = min(self.population.size, s.proposals_per_round or self.population.size)
+        n_round = self.round_size()[0]
         if self.ascent_tally[1] >= n_round:
             self.schedule.update_ascent(*self.ascent_tally, s)
             self.ascent_tally = [0, 0]

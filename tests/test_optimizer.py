@@ -212,3 +212,14 @@ def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_
         assert len(ascents) == 10
         proposers |= set(ascents.member)
     assert len(proposers) == 12  # members take turns
+
+
+def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured_size():
+    # Hartmann-6 at 60: 15 design points leave 45 evaluations, three rounds of 10 + 4 at most
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60).round_size() == (3, 1)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=300).round_size() == (10, 4)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60, search={"min_rounds": 0}).round_size() == (10, 4)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0).round_size() == (10, 4)  # budget unknown (ask / tell)
+    result = ne.optimize(lambda x: -float(np.sum((x - 0.3) ** 2)), [(0, 1)] * 6, budget=60, seed=0)
+    rounds = result.history[result.history.source != "initial"].groupby("round").size()
+    assert rounds.max() == 4 and len(rounds) >= 10
