@@ -46,6 +46,8 @@ class SearchConfig:
     random_starts: int = 32  # extra random ascent starts per member, for exploration (32 measured better than 4
     # on 6 of 8 test problems: experiments/ablation.py --name random_starts)
     ascent_lr: float = 0.02  # Adam step on x in the unit cube
+    ascent_radius: float = 0.0  # ascents stay within this distance (per coordinate, unit cube) of their start;
+    # 0 = anywhere in the cube
     ascent_steps_max: int = 60  # ascent steps while the networks are not trusted
     ascent_steps_min: int = 8
     ascent_shrink: float = 0.7  # steps *= shrink on a successful round, /= shrink otherwise
@@ -245,6 +247,7 @@ def check(cfg: DictConfig) -> None:
     need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
     need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
          "choose sobol, lhs or random")
+    need(search.ascent_radius >= 0, "search.ascent_radius", search.ascent_radius, "must be >= 0 (0 = no limit)")
     need(0 < search.ascent_shrink < 1, "search.ascent_shrink", search.ascent_shrink, "must lie in (0, 1)")
     need(search.ascent_steps_min <= search.ascent_steps_max, "search.ascent_steps_min", search.ascent_steps_min,
          "must not exceed search.ascent_steps_max")
