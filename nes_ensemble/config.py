@@ -247,6 +247,7 @@ def check(cfg: DictConfig) -> None:
     need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
     need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
          "choose sobol, lhs or random")
+    need(search.min_rounds >= 0, "search.min_rounds", search.min_rounds, "must be >= 0 (0 = rounds never shrink)")
     need(search.ascent_radius >= 0, "search.ascent_radius", search.ascent_radius, "must be >= 0 (0 = no limit)")
     need(0 < search.ascent_shrink < 1, "search.ascent_shrink", search.ascent_shrink, "must lie in (0, 1)")
     need(search.ascent_steps_min <= search.ascent_steps_max, "search.ascent_steps_min", search.ascent_steps_min,

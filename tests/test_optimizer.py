@@ -223,3 +223,17 @@ def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured
     result = ne.optimize(lambda x: -float(np.sum((x - 0.3) ** 2)), [(0, 1)] * 6, budget=60, seed=0)
     rounds = result.history[result.history.source != "initial"].groupby("round").size()
     assert rounds.max() == 4 and len(rounds) >= 10
+
+
+def test_ascent_radius_holds_each_climb_near_its_start():
+    f = lambda X: -np.sum((X - 0.9) ** 2, axis=1)  # noqa: E731  (the optimum far from most starts)
+    for radius, inside in ((0.03, True), (0.0, False)):
+        opt = ne.Optimizer([(0, 1)] * 3, seed=0, search={"ascent_radius": radius})
+        X = opt.ask()
+        opt.tell(X, f(X))
+        X = opt.ask()
+        bests, _, _ = opt.sibling_bests()  # the starts this round climbed from (nothing told since)
+        far = [np.abs(x - bests[q.provenance.sibling]).max() for x, q in opt.pending
+               if q.provenance.source == "ascent" and q.provenance.sibling >= 0]
+        assert far
+        assert (max(far) <= radius + 1e-6) == inside
