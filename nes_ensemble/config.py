@@ -48,6 +48,8 @@ class SearchConfig:
     ascent_lr: float = 0.02  # Adam step on x in the unit cube
     ascent_radius: float = 0.0  # ascents stay within this distance (per coordinate, unit cube) of their start;
     # 0 = anywhere in the cube
+    short_radius: float = 0.05  # the ascent radius of a short run (one whose rounds min_rounds shrinks), when
+    # ascent_radius is 0: as good or better on 5 of 5 short-budget problems, worse at 200-300 evaluations
     ascent_steps_max: int = 60  # ascent steps while the networks are not trusted
     ascent_steps_min: int = 8
     ascent_shrink: float = 0.7  # steps *= shrink on a successful round, /= shrink otherwise
@@ -248,6 +250,7 @@ def check(cfg: DictConfig) -> None:
     need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
          "choose sobol, lhs or random")
     need(search.min_rounds >= 0, "search.min_rounds", search.min_rounds, "must be >= 0 (0 = rounds never shrink)")
+    need(search.short_radius >= 0, "search.short_radius", search.short_radius, "must be >= 0 (0 = no limit)")
     need(search.ascent_radius >= 0, "search.ascent_radius", search.ascent_radius, "must be >= 0 (0 = no limit)")
     need(0 < search.ascent_shrink < 1, "search.ascent_shrink", search.ascent_shrink, "must lie in (0, 1)")
     need(search.ascent_steps_min <= search.ascent_steps_max, "search.ascent_steps_min", search.ascent_steps_min,

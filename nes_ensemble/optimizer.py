@@ -464,8 +464,10 @@ class Optimizer:
         # a runner-up region is climbed locally: its ascents stay in a box of half-width basin_radius
         # around its best point, else they run off to the surrogate's maximum in the leading region
         low, high = np.zeros_like(starts_np), np.ones_like(starts_np)
-        if s.ascent_radius > 0:  # a surrogate fitted to few points is trusted only near where it climbs from
-            low, high = np.clip(starts_np - s.ascent_radius, 0.0, 1.0), np.clip(starts_np + s.ascent_radius, 0.0, 1.0)
+        radius = s.ascent_radius or (s.short_radius if self.round_size()[0] < min(k, s.proposals_per_round or k)
+                                     else 0.0)
+        if radius > 0:  # a surrogate fitted to few points is trusted only near where it climbs from
+            low, high = np.clip(starts_np - radius, 0.0, 1.0), np.clip(starts_np + radius, 0.0, 1.0)
         if len(runners):
             box = slice(len(starts_np) - len(runners), None)
             low[box] = np.clip(starts_np[box] - s.basin_radius, 0.0, 1.0)

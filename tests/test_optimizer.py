@@ -225,15 +225,20 @@ def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured
     assert rounds.max() == 4 and len(rounds) >= 10
 
 
-def test_ascent_radius_holds_each_climb_near_its_start():
+def test_ascent_radius_holds_each_climb_near_its_start_and_a_short_run_has_one_by_default():
     f = lambda X: -np.sum((X - 0.9) ** 2, axis=1)  # noqa: E731  (the optimum far from most starts)
-    for radius, inside in ((0.03, True), (0.0, False)):
-        opt = ne.Optimizer([(0, 1)] * 3, seed=0, search={"ascent_radius": radius})
+    cases = [({"search": {"ascent_radius": 0.03}}, 0.03, True), ({}, 0.0, False),
+             ({"budget": 40}, 0.05, True),  # rounds shrink: search.short_radius (0.05) holds the climbs
+             ({"budget": 300}, 0.0, False), ({"budget": 40, "search": {"short_radius": 0.0}}, 0.0, False)]
+    for config, radius, inside in cases:
+        opt = ne.Optimizer([(0, 1)] * 3, seed=0, **config)
         X = opt.ask()
-        opt.tell(X, f(X))
-        X = opt.ask()
-        bests, _, _ = opt.sibling_bests()  # the starts this round climbed from (nothing told since)
-        far = [np.abs(x - bests[q.provenance.sibling]).max() for x, q in opt.pending
-               if q.provenance.source == "ascent" and q.provenance.sibling >= 0]
+        far: list[float] = []
+        for _ in range(4):  # a few rounds, so that some ascents start from a sibling's best point
+            opt.tell(X, f(X))
+            X = opt.ask()
+            bests, _, _ = opt.sibling_bests()  # the starts this round climbed from (nothing told since)
+            far += [np.abs(x - bests[q.provenance.sibling]).max() for x, q in opt.pending
+                    if q.provenance.source == "ascent" and q.provenance.sibling >= 0]
         assert far
         assert (max(far) <= radius + 1e-6) == inside
