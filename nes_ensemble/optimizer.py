@@ -392,13 +392,16 @@ class Optimizer:
                 region[k - 1 - j] = j % n_runners
         return region
 
+    def _configured_round(self) -> tuple[int, int]:
+        k = self.population.size
+        return min(k, self.cfg.search.proposals_per_round or k), self.cfg.search.gaussian_per_round
+
     def round_size(self) -> tuple[int, int]:
         """Ascent and Gaussian proposals per round: the configured sizes, made smaller when the budget
         leaves fewer than ``search.min_rounds`` rounds of them after the initial design (a short run
         learns more from several small rounds than from a few large ones)."""
         s = self.cfg.search
-        k = self.population.size
-        n_prop, n_gauss = min(k, s.proposals_per_round or k), s.gaussian_per_round
+        n_prop, n_gauss = self._configured_round()
         left = (self.cfg.budget or 0) - self.n_design
         if self.cfg.budget and s.min_rounds and left < s.min_rounds * (n_prop + n_gauss):
             f = max(left, 0) / (s.min_rounds * (n_prop + n_gauss))
@@ -461,13 +464,14 @@ class Optimizer:
         refs = np.concatenate([best_y, np.full(s.random_starts, global_best), self.pool.y[runners]])
         region = self._regions(len(runners))
         starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
-        # a runner-up region is climbed locally: its ascents stay in a box of half-width basin_radius
-        # around its best point, else they run off to the surrogate's maximum in the leading region
         low, high = np.zeros_like(starts_np), np.ones_like(starts_np)
-        radius = s.ascent_radius or (s.short_radius if self.round_size()[0] < min(k, s.proposals_per_round or k)
-                                     else 0.0)
+        n_prop, n_gauss = self.round_size()
+        short = n_prop < self._configured_round()[0]  # a run whose rounds min_rounds shrinks
+        radius = s.ascent_radius or (s.short_radius if short else 0.0)
         if radius > 0:  # a surrogate fitted to few points is trusted only near where it climbs from
             low, high = np.clip(starts_np - radius, 0.0, 1.0), np.clip(starts_np + radius, 0.0, 1.0)
+        # a runner-up region is climbed locally: its ascents stay in a box of half-width basin_radius
+        # around its best point, else they run off to the surrogate's maximum in the leading region
         if len(runners):
             box = slice(len(starts_np) - len(runners), None)
             low[box] = np.clip(starts_np[box] - s.basin_radius, 0.0, 1.0)
@@ -487,7 +491,6 @@ class Optimizer:
             inside = ~self._outside_basins(ends.reshape(-1, self.dim)).reshape(pred.shape)
             pred = np.where(inside, -np.inf, pred)
 
-        n_prop, n_gauss = self.round_size()
         proposers = [(self.round * n_prop + i) % k for i in range(n_prop)]
         taken = self._taken()
         chosen: list[_Proposal] = []
