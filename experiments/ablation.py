@@ -5,7 +5,8 @@
 Each variant is a dict of overrides for ``ne.optimize``. Problems (``--suite default``): Hartmann-6
 (300 evaluations, 8 seeds) and Ackley-10, Levy-10, Rosenbrock-10, Styblinski-Tang-8, Rastrigin-5 (200
 evaluations, 3 seeds each); ``--suite wide`` adds noisy Hartmann-6 (std 0.1) and Branin; ``--suite
-low_budget`` gives few evaluations for the dimension (20-D at 100). Saves
+low_budget`` gives few evaluations for the dimension (20-D at 100), ``--suite small_budget`` short runs in
+2 to 6 dimensions. Saves
 experiments/results/NAME.{csv,md} and NAME_runs.csv.
 """
 
@@ -31,6 +32,9 @@ SUITES = {
     # few evaluations for the dimension: a design of budget / 4 points, then a handful of rounds
     "low_budget": [("ackley", 20, 0.0, 4, 100), ("levy", 20, 0.0, 4, 100), ("styblinski_tang", 20, 0.0, 4, 100),
                    ("rosenbrock", 8, 0.0, 4, 80), ("hartmann6", 0, 0.0, 4, 60)],
+    # short runs in few dimensions
+    "small_budget": [("branin", 0, 0.0, 4, 30), ("ackley", 2, 0.0, 4, 40), ("levy", 4, 0.0, 4, 50),
+                     ("rosenbrock", 2, 0.0, 4, 40), ("hartmann6", 0, 0.0, 4, 40)],
 }
 
 
@@ -50,7 +54,8 @@ def main() -> None:
     parser.add_argument("--suite", choices=sorted(SUITES), default="default",
                         help="default: Hartmann-6 (8 seeds) and five problems at 200 evaluations (3 seeds); wide: "
                              "also noisy Hartmann-6 and Branin, 4 to 10 seeds, 300 evaluations; low_budget: 20-D "
-                             "problems at 100 evaluations, Rosenbrock-8 at 80, Hartmann-6 at 60 (4 seeds)")
+                             "problems at 100 evaluations, Rosenbrock-8 at 80, Hartmann-6 at 60 (4 seeds); "
+                             "small_budget: 2- to 6-D problems at 30 to 50 evaluations (4 seeds)")
     parser.add_argument("--seeds", type=int, default=0, help="seeds per problem (default: 8 for Hartmann-6, 3 others)")
     parser.add_argument("--name", default="ablation", help="results file name under experiments/results/")
     args = parser.parse_args()
