@@ -358,7 +358,8 @@ class Optimizer:
         opens it when it lies farther than the basin radius from the best point and every other centre.
         """
         s = self.cfg.search
-        if s.basins <= 1:
+        budget = self.cfg.budget or 0
+        if s.basins <= 1 or (budget and s.basins_until < 1 and len(self.pool) >= s.basins_until * budget):
             return np.empty(0, dtype=int)
         ok = np.flatnonzero(self.pool.ok)
         order = ok[np.argsort(-self.pool.y[ok], kind="stable")]

@@ -196,6 +196,25 @@ def test_a_runner_up_region_climbs_to_the_global_basin_that_the_best_design_poin
     assert (owners.source == "quadratic").any() or (owners.source == "gaussian").any()
 
 
+def test_runner_up_regions_close_at_basins_until():
+    """With search.basins_until=0.5 the runner-up region's refinements (proposals of its owner member)
+    stop once half the budget is evaluated; without it they go on to the end."""
+    def two_peaks(x):
+        x = np.asarray(x)
+        return float(np.exp(-30 * np.sum((x - 0.25) ** 2)) + 0.8 * np.exp(-30 * np.sum((x - 0.75) ** 2)))
+
+    small = {"ensemble": {"members": 4, "train_steps_initial": 40, "train_steps": 5}}
+    last = {}
+    for until in (0.5, 1.0):
+        result = ne.optimize(two_peaks, [(0, 1)] * 2, budget=120, seed=0,
+                             search={"basins": 2, "basin_share": 0.25, "basins_until": until}, **small)
+        h = result.history.reset_index(drop=True)
+        owned = h[(h.member == 3) & h.source.isin(["gaussian", "quadratic"])]  # member 3 owns the region
+        assert len(owned) > 0
+        last[until] = owned.index.max()
+    assert last[0.5] < 60 <= last[1.0]
+
+
 def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_proposals():
     # 30 members proposing one point each made rounds of 34, too few of them polishing steps
     opt = ne.Optimizer([(0, 1)] * 2, seed=0, config={"ensemble": {"members": 12, "train_steps_initial": 20,
