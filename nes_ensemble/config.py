@@ -71,6 +71,7 @@ class SearchConfig:
     basin_share: float = 0.3  # fraction of the members that climb from the runners-up, each in a box of
     # half-width basin_radius around its region's best point
     basins_until: float = 1.0  # runner-up regions close once this fraction of a known budget is evaluated
+    region_patience: int = 0  # a runner-up region that has not gained for this many rounds closes for good; 0 = never
     basin_radius: float = 0.15  # regions are distinct when their best points lie this far apart (times sqrt(dim))
     restart_patience: int = 0  # rounds without gain before the search leaves its basin; 0 = never
     restart_radius: float = 0.1  # a basin left behind is this radius (times sqrt(dim)) around its best point
@@ -252,6 +253,8 @@ def check(cfg: DictConfig) -> None:
          "choose sobol, lhs or random")
     need(search.min_rounds >= 0, "search.min_rounds", search.min_rounds, "must be >= 0 (0 = rounds never shrink)")
     need(search.short_radius >= 0, "search.short_radius", search.short_radius, "must be >= 0 (0 = no limit)")
+    need(search.region_patience >= 0, "search.region_patience", search.region_patience,
+         "must be >= 0 (0 = never close)")
     need(0 < search.basins_until <= 1, "search.basins_until", search.basins_until,
          "must lie in (0, 1]: the fraction of the budget after which runner-up regions close")
     need(search.ascent_radius >= 0, "search.ascent_radius", search.ascent_radius, "must be >= 0 (0 = no limit)")

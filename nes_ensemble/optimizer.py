@@ -101,6 +101,8 @@ class Optimizer:
         self.surrogate_error = float("nan")
         self.basins = np.empty((0, self.dim))  # centres of basins a restart has left (unit cube)
         self.stall, self.last_best = 0, -np.inf
+        n_regions = max(self.cfg.search.basins - 1, 0)
+        self.region_best, self.region_stall = np.full(n_regions, -np.inf), np.zeros(n_regions, dtype=int)
         self.evolution = Evolution(self.cfg.evolution, self.population, self.seed)
         self.busy = False  # inside ask / tell: an interrupt then waits for the bookkeeping to finish
         self.stop_requested = False
@@ -349,31 +351,38 @@ class Optimizer:
             xs[r], ys[r] = self.pool.x[i], self.pool.y[i]
         return xs, ys, own
 
-    def _runners_up(self) -> np.ndarray:
-        """Pool indices of the best points of up to ``basins - 1`` regions apart from the best one.
+    def _runners_up(self) -> tuple[np.ndarray, np.ndarray]:
+        """Pool indices of the best points of up to ``basins - 1`` regions apart from the best one, and
+        for each member the position in that list of the region it climbs (-1: the usual starts).
 
         A region keeps climbing where its own members' evaluations went: its centre is the best of them
         while that lies farther than the basin radius from the pool's best point. A region without
         such a point is (re)opened greedily over the better half of the pool, best first: a point
         opens it when it lies farther than the basin radius from the best point and every other centre.
+        Regions close for the rest of the run after ``basins_until`` of a known budget, and one by one
+        when their best point has not gained for ``region_patience`` rounds.
         """
         s = self.cfg.search
+        k = self.population.size
+        none = np.empty(0, dtype=int), np.full(k, -1)
         budget = self.cfg.budget or 0
         if s.basins <= 1 or (budget and s.basins_until < 1 and len(self.pool) >= s.basins_until * budget):
-            return np.empty(0, dtype=int)
+            return none
         ok = np.flatnonzero(self.pool.ok)
         order = ok[np.argsort(-self.pool.y[ok], kind="stable")]
         radius = s.basin_radius * np.sqrt(self.dim)
-        region = self._regions(s.basins - 1)
+        region = self._region_ids()
         member = self.pool.column("member")[order]
         ascent = np.array([self.pool.provenance[i].source in ("ascent", "quadratic", "gaussian") for i in order],
                           dtype=bool)
-        centres = [order[0]]
+        centres, opened = [order[0]], []
 
         def apart(i: int) -> bool:
             return bool(np.linalg.norm(self.pool.x[centres] - self.pool.x[i], axis=1).min() > radius)
 
         for j in range(s.basins - 1):
+            if s.region_patience and self.region_stall[j] >= s.region_patience:
+                continue  # closed for good: it stopped gaining, its members climb with the rest
             own = order[ascent & np.isin(member, np.flatnonzero(region == j))]
             kept = own[0] if own.size and apart(own[0]) else None
             if kept is None:
@@ -381,16 +390,22 @@ class Optimizer:
             if kept is None:
                 break
             centres.append(kept)
-        return np.array(centres[1:], dtype=int)
+            opened.append(j)
+            gained = self.pool.y[kept] > self.region_best[j]
+            self.region_best[j] = max(self.region_best[j], self.pool.y[kept])
+            self.region_stall[j] = 0 if gained else self.region_stall[j] + 1
+        position = {j: p for p, j in enumerate(opened)}
+        return np.array(centres[1:], dtype=int), np.array([position.get(int(j), -1) for j in region])
 
-    def _regions(self, n_runners: int) -> np.ndarray:
-        """For each member, which runner-up region it climbs from this round (-1: the usual starts)."""
+    def _region_ids(self) -> np.ndarray:
+        """For each member, the runner-up region it belongs to (-1: none): the last ``basin_share`` of them."""
         k = self.population.size
         region = np.full(k, -1)
-        if n_runners:
+        n = self.cfg.search.basins - 1
+        if n > 0:
             m = min(k - 1, int(round(self.cfg.search.basin_share * k)))
             for j in range(m):
-                region[k - 1 - j] = j % n_runners
+                region[k - 1 - j] = j % n
         return region
 
     def _configured_round(self) -> tuple[int, int]:
@@ -460,10 +475,9 @@ class Optimizer:
             bests, best_y, _ = self.sibling_bests()
         global_best = self.pool.y[self.pool.best_index()]
         randoms = self.rng.random((s.random_starts, self.dim))
-        runners = self._runners_up()
+        runners, region = self._runners_up()
         starts_np = np.concatenate([bests, randoms, self.pool.x[runners]])
         refs = np.concatenate([best_y, np.full(s.random_starts, global_best), self.pool.y[runners]])
-        region = self._regions(len(runners))
         starts = torch.tensor(starts_np, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
         low, high = np.zeros_like(starts_np), np.ones_like(starts_np)
         n_prop, n_gauss = self.round_size()

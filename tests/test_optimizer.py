@@ -196,23 +196,32 @@ def test_a_runner_up_region_climbs_to_the_global_basin_that_the_best_design_poin
     assert (owners.source == "quadratic").any() or (owners.source == "gaussian").any()
 
 
-def test_runner_up_regions_close_at_basins_until():
-    """With search.basins_until=0.5 the runner-up region's refinements (proposals of its owner member)
-    stop once half the budget is evaluated; without it they go on to the end."""
-    def two_peaks(x):
-        x = np.asarray(x)
-        return float(np.exp(-30 * np.sum((x - 0.25) ** 2)) + 0.8 * np.exp(-30 * np.sum((x - 0.75) ** 2)))
+def two_peaks(x):
+    x = np.asarray(x)
+    return float(np.exp(-30 * np.sum((x - 0.25) ** 2)) + 0.8 * np.exp(-30 * np.sum((x - 0.75) ** 2)))
 
+
+def last_region_refinement(search: dict) -> int:
+    """Index of the last evaluation that refines the runner-up region (its owner, member 3, proposes it)."""
     small = {"ensemble": {"members": 4, "train_steps_initial": 40, "train_steps": 5}}
-    last = {}
-    for until in (0.5, 1.0):
-        result = ne.optimize(two_peaks, [(0, 1)] * 2, budget=120, seed=0,
-                             search={"basins": 2, "basin_share": 0.25, "basins_until": until}, **small)
-        h = result.history.reset_index(drop=True)
-        owned = h[(h.member == 3) & h.source.isin(["gaussian", "quadratic"])]  # member 3 owns the region
-        assert len(owned) > 0
-        last[until] = owned.index.max()
-    assert last[0.5] < 60 <= last[1.0]
+    result = ne.optimize(two_peaks, [(0, 1)] * 2, budget=120, seed=0,
+                         search={"basins": 2, "basin_share": 0.25, **search}, **small)
+    h = result.history.reset_index(drop=True)
+    owned = h[(h.member == 3) & h.source.isin(["gaussian", "quadratic"])]
+    assert len(owned) > 0
+    return int(owned.index.max())
+
+
+def test_runner_up_regions_close_at_basins_until():
+    """With search.basins_until=0.5 the region's refinements stop once half the budget is evaluated;
+    without it they go on to the end."""
+    assert last_region_refinement({"basins_until": 0.5}) < 60 <= last_region_refinement({})
+
+
+def test_a_runner_up_region_that_stops_gaining_closes():
+    """search.region_patience=2: the region on the lower peak climbs it, stops gaining and closes, so its
+    refinements end well before the budget does (they run to the end without it)."""
+    assert last_region_refinement({"region_patience": 2}) < 100 <= last_region_refinement({})
 
 
 def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_proposals():
