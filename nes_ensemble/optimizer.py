@@ -680,6 +680,9 @@ class Optimizer:
         cfg = state.pop("cfg")
         opt.__dict__.update(state)
         opt.cfg = make_config(cfg)
+        if not hasattr(opt, "region_stall") and cls is Optimizer:  # written before regions could close
+            n = max(opt.cfg.search.basins - 1, 0)
+            opt.region_best, opt.region_stall = np.full(n, -np.inf), np.zeros(n, dtype=int)
         opt.generator = torch.Generator()
         opt.generator.set_state(gen_state)
         opt.busy, opt.stop_requested = False, False
