@@ -661,12 +661,14 @@ class Optimizer:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Optimizer":
+    def load(cls, path: str | os.PathLike, journal: str | os.PathLike | None = None) -> "Optimizer":
         """An optimizer that continues exactly where the saved one stopped.
 
         Points that were asked but not told are asked again. If the optimizer kept a journal, the
         evaluations it holds beyond the checkpoint are told again (re-planning reproduces the
         proposals they answered), so nothing evaluated after the last checkpoint is lost.
+        ``journal`` names the journal file when it is no longer where the saved optimizer kept it
+        (a run folder that was moved).
         """
         state = torch.load(os.fspath(path), weights_only=False)
         if state.pop("version", None) != _CHECKPOINT_VERSION:
@@ -690,6 +692,8 @@ class Optimizer:
             opt._restore()
         opt.queue = [p for _, p in opt.pending] + opt.queue
         opt.pending = []
+        if journal is not None:
+            opt.journal_path = os.path.abspath(os.fspath(journal))
         if opt.journal_path is not None:
             from .pool import Journal
 

@@ -1,0 +1,238 @@
+"""Reference traces: small seeded runs whose every evaluated x and y and lineage event are digested.
+
+The digests in ``tests/reference/traces.json`` were recorded by this script; ``test_traces.py`` runs
+it again in a fresh process and compares, so a refactor that changes any run by one bit fails. It
+also loads checkpoints written by older code (``tests/reference/checkpoints/``), finishes them and
+compares with the uninterrupted run's digest.
+
+    python tests/traces.py              # print the digests as JSON
+    python tests/traces.py --write      # record them (only when a change of results is intended)
+
+The runs are pinned to one CPU code path (see ``PINNED_ENV``), so that the digests do not depend on
+which vector instructions the machine has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+REFERENCE = HERE / "reference" / "traces.json"
+CHECKPOINTS = HERE / "reference" / "checkpoints"
+# one code path for torch (ATen), MKL, OpenBLAS and numpy, whatever the CPU offers beyond AVX2
+PINNED_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
+              "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
+              "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+LIBRARIES = ("torch", "numpy", "scipy", "evotorch", "optuna")
+
+SMALL = {"members": 4, "widths": [16, 32], "train_steps_initial": 60, "train_steps": 10}
+EVOLVE = {"every": 12, "parents": 2, "children": 2, "fork_steps": 10}
+ES = 4  # strategy.es_popsize
+
+# name -> (problem, dim, budget, strategy, overrides)
+CASES: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
+    "nes": ("ackley", 3, 48, "nes", {"ensemble": SMALL, "evolution": EVOLVE}),
+    "sgd": ("ackley", 3, 40, "sgd", {"ensemble": SMALL}),
+    "es": ("branin", 2, 36, "es", {"ensemble": SMALL, "strategy__es_popsize": ES}),
+    "nes_es": ("branin", 2, 40, "nes_es", {"ensemble": SMALL, "strategy__es_popsize": ES, "evolution": EVOLVE}),
+    "original_windows": ("branin", 2, 60, "nes", {
+        "ensemble": SMALL, "evolution": EVOLVE,
+        "search": {"mode": "original", "n_init": 12, "windows": True, "window_size": 10, "rotate_every": 20,
+                   "original_steps": 4, "original_gaussian": 2}}),
+    "regions_patience": ("branin", 2, 60, "nes", {
+        "ensemble": SMALL, "evolution": EVOLVE,
+        "search": {"basins": 2, "basin_share": 0.5, "region_patience": 2, "basins_until": 0.9}}),
+    "restarts": ("rosenbrock", 2, 70, "sgd", {"ensemble": SMALL, "search": {"restart_patience": 2}}),
+    "polish_off": ("ackley", 3, 40, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"polish": False}}),
+    "select_ucb_rotate": ("levy", 3, 40, "sgd", {
+        "ensemble": SMALL, "search": {"select": "ucb", "assignment": "rotate", "ascent_radius": 0.2}}),
+    "random": ("ackley", 3, 30, "random", {}),
+    "sobol": ("ackley", 3, 30, "sobol", {}),
+    "cmaes": ("ackley", 3, 30, "cmaes", {"ensemble": SMALL}),  # a small population in its v1 checkpoint
+    "tpe": ("ackley", 3, 25, "tpe", {}),
+}
+
+
+def digest(X: Any, y: Any, events: list[dict]) -> dict[str, Any]:
+    """SHA-256 digests of every evaluated x and y (float64 bytes) and of the lineage events."""
+    import numpy as np
+
+    X, y = np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64)
+    text = json.dumps(events, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    best = float(np.nanmax(y)) if np.isfinite(y).any() else float("nan")
+    return {"evaluations": int(len(y)), "best_y": best,
+            "x": hashlib.sha256(X.tobytes()).hexdigest()[:24], "y": hashlib.sha256(y.tobytes()).hexdigest()[:24],
+            "events": hashlib.sha256(text.encode()).hexdigest()[:24], "n_events": len(events)}
+
+
+def history_digest(opt: Any) -> dict[str, Any]:
+    h = opt.history()
+    return digest(h[[c for c in h.columns if c.startswith("x")]].to_numpy(), h["y"].to_numpy(), opt.events)
+
+
+def objective(problem: str, dim: int) -> Callable:
+    """The case's problem, with every ninth call a failed (NaN) evaluation (``f.calls[0]`` counts them)."""
+    import numpy as np
+
+    import nes_ensemble as ne
+
+    p = ne.make_problem(problem, dim)
+    calls = [0]
+
+    def f(x: Any) -> float:
+        calls[0] += 1
+        return float("nan") if calls[0] % 9 == 0 else float(p.evaluate(np.asarray(x)[None])[0])
+
+    f.bounds, f.calls = p.bounds, calls  # type: ignore[attr-defined]
+    return f
+
+
+def run_case(name: str) -> dict[str, Any]:
+    import nes_ensemble as ne
+
+    problem, dim, budget, strategy, overrides = CASES[name]
+    f = objective(problem, dim)
+    result = ne.optimize(f, f.bounds, budget=budget, seed=3, strategy=strategy, **overrides)
+    return digest(result.X, result.y, result.lineage)
+
+
+def run_async() -> dict[str, Any]:
+    """ask / tell with three evaluations in flight, told oldest first, budget unknown, minimizing."""
+    import numpy as np
+
+    import nes_ensemble as ne
+
+    f = objective("branin", 2)
+    opt = ne.Optimizer(f.bounds, seed=1, direction="minimize", ensemble=SMALL, evolution=EVOLVE)
+    flight = list(opt.ask(3))
+    for _ in range(45):
+        x = flight.pop(0)
+        opt.tell(x[None], [f(x)])
+        flight.append(opt.ask(1)[0])
+    return history_digest(opt)
+
+
+# ------------------------------------------------------------------ checkpoints written by older code
+FIXTURES = {  # name -> (case, round after which the checkpoint was written, evaluations told in all)
+    "nes_v1": ("nes", 3, 36),
+    "cmaes_v1": ("cmaes", 2, 17),
+}
+
+
+def drive(opt: Any, f: Callable, budget: int, save_after: int = 0, path: str = "", stop_at: int = 0) -> None:
+    """Rounds of ask / tell one point at a time; optionally a checkpoint after round ``save_after`` and
+    a stop (as a killed process would) once ``stop_at`` evaluations are told."""
+    rounds = 0
+    while opt.n_evaluations < budget:
+        for x in opt.ask()[: budget - opt.n_evaluations]:
+            if stop_at and opt.n_evaluations >= stop_at:
+                return
+            opt.tell(x[None], [f(x)])
+        rounds += 1
+        if rounds == save_after:
+            opt.save(path)
+
+
+def fixture_optimizer(case: str, journal: str | None) -> tuple[Any, Callable, int]:
+    import nes_ensemble as ne
+
+    problem, dim, budget, strategy, overrides = CASES[case]
+    f = objective(problem, dim)
+    opt = ne.Optimizer(f.bounds, seed=3, journal=journal, budget=budget, strategy={"name": strategy}, **overrides)
+    return opt, f, budget
+
+
+def make_fixture(name: str) -> None:
+    """Write a checkpoint and a journal that runs past it (run once, by the code whose format they keep)."""
+    case, save_after, stop_at = FIXTURES[name]
+    folder = CHECKPOINTS / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    opt, f, budget = fixture_optimizer(case, str(folder / "evaluations.jsonl"))
+    drive(opt, f, budget, save_after, str(folder / "checkpoint.pt"), stop_at)
+
+
+def finish_fixture(name: str) -> dict[str, Any]:
+    """Load a fixture's checkpoint (its journal copied aside), finish the run and digest it; the digest
+    must be that of the uninterrupted run of the same case."""
+    import nes_ensemble as ne
+
+    case, _, _ = FIXTURES[name]
+    _, f, budget = fixture_optimizer(case, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = os.path.join(tmp, "evaluations.jsonl")
+        shutil.copy(CHECKPOINTS / name / "evaluations.jsonl", journal)
+        opt = ne.Optimizer.load(CHECKPOINTS / name / "checkpoint.pt", journal=journal)
+        f.calls[0] = opt.n_evaluations  # the objective's failure counter goes on where the killed run left it
+        drive(opt, f, budget)
+    return history_digest(opt)
+
+
+def uninterrupted(name: str) -> dict[str, Any]:
+    case, _, _ = FIXTURES[name]
+    opt, f, budget = fixture_optimizer(case, None)
+    drive(opt, f, budget)
+    return history_digest(opt)
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            out[lib] = ""
+    return out
+
+
+def collect(names: list[str] | None = None) -> dict[str, Any]:
+    """Every case's digest (``None`` for a case whose optional library is missing)."""
+    import torch
+
+    torch.set_num_threads(1)
+    have = versions()
+    out: dict[str, Any] = {}
+    for name in names or list(CASES) + ["nes_async"] + [f"{n}:uninterrupted" for n in FIXTURES] + list(FIXTURES):
+        if name == "tpe" and not have["optuna"]:
+            out[name] = None
+        elif name == "nes_async":
+            out[name] = run_async()
+        elif name.endswith(":uninterrupted"):
+            out[name] = uninterrupted(name.split(":")[0])
+        elif name in FIXTURES:
+            out[name] = finish_fixture(name)
+        else:
+            out[name] = run_case(name)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="record the digests in tests/reference/traces.json")
+    parser.add_argument("--make-fixtures", action="store_true", help="write the checkpoint fixtures (old code only)")
+    parser.add_argument("--only", default="", help="comma-separated case names")
+    args = parser.parse_args()
+    if any(os.environ.get(k) != v for k, v in PINNED_ENV.items()):  # pin the CPU code path, then run again
+        os.execvpe(sys.executable, [sys.executable, *sys.argv], {**os.environ, **PINNED_ENV})
+    if args.make_fixtures:
+        for name in FIXTURES:
+            make_fixture(name)
+    traces = collect(args.only.split(",") if args.only else None)
+    record = {"versions": versions(), "traces": traces}
+    if args.write:
+        REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+        REFERENCE.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(record, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
