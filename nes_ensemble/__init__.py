@@ -7,7 +7,7 @@
 
 from typing import Any
 
-_LAZY = {"EvaluationError": "optimizer", "Optimizer": "optimizer", "Result": "optimizer", "optimize": "optimizer",
+_LAZY = {"EvaluationError": "loop", "Optimizer": "optimizer", "Result": "optimizer", "optimize": "optimizer",
          "Problem": "problems", "make_problem": "problems"}
 
 

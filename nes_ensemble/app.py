@@ -21,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from .config import AppConfig, ProblemConfig
-from .evaluators import drive_parallel
-from .optimizer import EvaluationError, Optimizer, drive
+from .loop import EvaluationError, StopFlag
+from .loop import run as run_loop
+from .optimizer import Optimizer
 from .plots import convergence_plot, lineage_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .remote import Objective
@@ -48,6 +49,7 @@ def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
 
 
 def run_name(cfg: DictConfig, problem: Problem) -> str:
+    """The MLflow run name: ``tracking.run_name``, else what the run is, e.g. nes-hartmann6-k10-s3."""
     return cfg.tracking.run_name or f"{cfg.strategy.name}-{problem.name}-k{cfg.ensemble.members}-s{cfg.seed}"
 
 
@@ -78,74 +80,19 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     problem = build_problem(cfg.problem, cfg.seed)
-    direction = "maximize" if problem.sign > 0 else "minimize"
-    checkpoint = os.path.join(run_dir, CHECKPOINT)
-    if cfg.resume:
-        opt = Optimizer.load(checkpoint)
-        print(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} evaluations", file=sys.stderr)
-    else:
-        os.makedirs(run_dir, exist_ok=True)
-        OmegaConf.save(cfg, os.path.join(run_dir, CONFIG))
-        opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction=direction,
-                        journal=os.path.join(run_dir, JOURNAL))
-        opt.save(checkpoint)
+    opt = _open(cfg, problem, run_dir)
     tracker = _tracker(cfg, problem, run_dir, project_root) if cfg.tracking.enabled else None
-
-    start = time.perf_counter() - (opt.seconds if cfg.resume else 0.0)
-    bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
-               disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
-
-    logged = [0]  # events handed to the tracker so far (a resumed run re-sends them; the tracker skips known ones)
-
-    def after_round(opt: Optimizer) -> None:
-        opt.seconds = time.perf_counter() - start
-        opt.save(checkpoint)
-        if tracker is not None:
-            tracker.log_events(opt.events[logged[0]:])
-            logged[0] = len(opt.events)
-        metrics = opt.metrics()
-        metrics.update(_known_truth(problem, opt))
-        metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
-        metrics["elapsed_seconds"] = opt.seconds
-        bar.update(opt.n_evaluations - bar.n)
-        bar.set_postfix(best=f"{metrics['best_y']:.5g}")
-        if tracker is not None:
-            tracker.log_metrics(metrics, step=opt.n_evaluations)
-
-    status = "FINISHED"
-    with _interrupts(opt):
+    report = _Report(cfg, problem, opt, run_dir, tracker)
+    status, failure = "FINISHED", None
+    stop = StopFlag()
+    with _interrupts(stop):
         try:
-            if cfg.evaluator.name == "inline":
-                drive(opt, lambda X: problem.sign * problem.evaluate(X), cfg.budget, after_round)  # in the user's sign
-            else:
-                drive_parallel(opt, Objective(problem), cfg.budget, after_round)
+            run_loop(opt, Objective(problem), cfg.budget, report.after_round, stop=stop)  # in the user's sign
         except KeyboardInterrupt:
             status = "KILLED"
         except EvaluationError as err:
             status, failure = "FAILED", err
-    bar.close()
-    seconds = time.perf_counter() - start
-    opt.seconds = seconds
-    opt.save(checkpoint)
-
-    history = opt.history()
-    history_path = os.path.join(run_dir, "history.csv")
-    history.to_csv(history_path, index=False)
-    regret = _known_truth(problem, opt)
-    plot_path = convergence_plot(history, problem.optimum_value, os.path.join(run_dir, "convergence.png"),
-                                 title=run_name(cfg, problem), sign=problem.sign)
-    lineage_path = os.path.join(run_dir, "lineage.json")
-    with open(lineage_path, "w") as f:
-        json.dump(opt.events, f, indent=1)
-    artifacts = [history_path, plot_path, lineage_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL)]
-    if any(e["event"] == "birth" for e in opt.events):
-        artifacts.append(lineage_plot(opt.events, os.path.join(run_dir, "lineage.png"),
-                                      f"lineage of {run_name(cfg, problem)}", opt.n_evaluations))
-    if tracker is not None:
-        tracker.log_events(opt.events[logged[0]:])
-        tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
-        tracker.log_artifacts(artifacts)
-        tracker.finish(status)
+    seconds = report.close(status)
     if status == "KILLED":
         print(f"nes_ensemble: interrupted after {opt.n_evaluations} evaluations, all saved in {run_dir}\n"
               f"resume with: python -m nes_ensemble resume={run_dir}", file=sys.stderr)
@@ -155,9 +102,93 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
               f"evaluator.max_failures after fixing the objective) with: python -m nes_ensemble resume={run_dir}",
               file=sys.stderr)
         sys.exit(3)
+    return _summary(cfg, problem, opt, seconds, run_dir)
 
+
+def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
+    """The run's optimizer: loaded from the run directory on resume, else new (its config and first checkpoint
+    written before any evaluation)."""
+    checkpoint = os.path.join(run_dir, CHECKPOINT)
+    if cfg.resume:
+        opt = Optimizer.load(checkpoint, journal=os.path.join(run_dir, JOURNAL))
+        print(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} evaluations", file=sys.stderr)
+        return opt
+    os.makedirs(run_dir, exist_ok=True)
+    OmegaConf.save(cfg, os.path.join(run_dir, CONFIG))
+    opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction="maximize" if problem.sign > 0 else "minimize",
+                    journal=os.path.join(run_dir, JOURNAL))
+    opt.save(checkpoint)
+    return opt
+
+
+class _Report:
+    """After every round: the checkpoint, the progress bar, and metrics and lineage for the tracker. At the end:
+    the last checkpoint, the history, plots and lineage in the run directory, and the tracker's last words."""
+
+    def __init__(self, cfg: DictConfig, problem: Problem, opt: Optimizer, run_dir: str, tracker: Tracker | None):
+        self.cfg, self.problem, self.opt, self.run_dir, self.tracker = cfg, problem, opt, run_dir, tracker
+        self.checkpoint = os.path.join(run_dir, CHECKPOINT)
+        self.start = time.perf_counter() - (opt.seconds if cfg.resume else 0.0)
+        self.bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
+                        disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
+        self.logged = 0  # events handed to the tracker so far (a resumed run re-sends them; the tracker skips known)
+
+    def _events(self) -> None:
+        if self.tracker is not None:
+            self.tracker.log_events(self.opt.events[self.logged:])
+            self.logged = len(self.opt.events)
+
+    def after_round(self, opt: Optimizer) -> None:
+        """Checkpoint, progress and tracking after a round of evaluations."""
+        opt.seconds = time.perf_counter() - self.start
+        opt.save(self.checkpoint)
+        self._events()
+        metrics = opt.metrics()
+        metrics.update(_known_truth(self.problem, opt))
+        metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
+        metrics["elapsed_seconds"] = opt.seconds
+        self.bar.update(opt.n_evaluations - self.bar.n)
+        self.bar.set_postfix(best=f"{metrics['best_y']:.5g}")
+        if self.tracker is not None:
+            self.tracker.log_metrics(metrics, step=opt.n_evaluations)
+
+    def close(self, status: str) -> float:
+        """Write everything the run leaves behind; returns its wall time in seconds."""
+        self.bar.close()
+        opt = self.opt
+        seconds = time.perf_counter() - self.start
+        opt.seconds = seconds
+        opt.save(self.checkpoint)
+        artifacts = _write_outputs(opt, self.cfg, self.problem, self.run_dir)
+        if self.tracker is not None:
+            self._events()
+            self.tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
+            self.tracker.log_artifacts(artifacts)
+            self.tracker.finish(status)
+        return seconds
+
+
+def _write_outputs(opt: Optimizer, cfg: DictConfig, problem: Problem, run_dir: str) -> list[str]:
+    """history.csv, convergence.png, lineage.json (and lineage.png when members evolve); returns every artifact."""
+    history = opt.history()
+    history_path = os.path.join(run_dir, "history.csv")
+    history.to_csv(history_path, index=False)
+    plot_path = convergence_plot(history, problem.optimum_value, os.path.join(run_dir, "convergence.png"),
+                                 title=run_name(cfg, problem), sign=problem.sign)
+    lineage_path = os.path.join(run_dir, "lineage.json")
+    with open(lineage_path, "w") as f:
+        json.dump(opt.events, f, indent=1)
+    artifacts = [history_path, plot_path, lineage_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL)]
+    if any(e["event"] == "birth" for e in opt.events):
+        artifacts.append(lineage_plot(opt.events, os.path.join(run_dir, "lineage.png"),
+                                      f"lineage of {run_name(cfg, problem)}", opt.n_evaluations))
+    return artifacts
+
+
+def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, run_dir: str) -> dict[str, float]:
+    """Print the run's one-line summary and return its numbers."""
+    regret = _known_truth(problem, opt)
     best_x, best_y = opt.best
-    summary = {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
     parts = [f"best {best_y:.6g}"]
     if "regret" in regret:
         parts.append(f"regret {regret['regret']:.3g}")
@@ -165,7 +196,7 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
         parts.append(f"distance to optimum {regret['distance']:.3g}")
     parts += [f"{opt.n_evaluations} evaluations", f"{seconds:.1f} s", f"run dir {run_dir}"]
     print(f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest x = {np.array2string(best_x, precision=5)}")
-    return summary
+    return {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
 
 
 def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str) -> Tracker:
@@ -183,8 +214,8 @@ class _interrupts:
     """SIGINT and SIGTERM stop the run cleanly: at once while the objective runs, else after the optimizer's
     own bookkeeping (ask / tell / training) finishes, so the checkpoint written afterwards is consistent."""
 
-    def __init__(self, opt: Optimizer):
-        self.opt = opt
+    def __init__(self, stop: StopFlag):
+        self.stop = stop
 
     def __enter__(self) -> None:
         self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -192,10 +223,7 @@ class _interrupts:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.opt.busy:
-            self.opt.stop_requested = True
-        else:
-            raise KeyboardInterrupt
+        self.stop.request()
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
@@ -216,6 +244,7 @@ class PrepareStore(Callback):
     """Hydra callback: create the MLflow store and experiment before a sweep's jobs start in parallel."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        """Create the store before the jobs start."""
         if config.tracking.enabled:
             try:
                 prepare_store(default_uri(os.getcwd(), config.tracking.uri), config.tracking.experiment)
@@ -235,6 +264,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    """The console script ``nes-ensemble`` (the same as ``python -m nes_ensemble``)."""
     _hydra_main()
 
 

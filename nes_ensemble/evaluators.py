@@ -1,17 +1,12 @@
-"""Run the objective: in this process, in a pool of local processes, or as Ray tasks on a cluster.
+"""Workers that run the objective: a pool of local processes, or Ray tasks on a cluster.
 
-``inline`` is ``optimizer.drive``. ``processes`` and ``ray`` keep ``evaluator.n_workers``
-evaluations in flight: whenever one finishes it is told at once and the free worker gets the next
-proposal (``ask(1)``), so the optimizer plans with what has arrived and the pending points are
-known to the search. Results are told in the order they finish, so with several workers a run is
-reproducible only as far as the finishing order is (``n_workers=1`` gives the inline run exactly).
-A worker that dies has its evaluation re-queued (an ``evaluator`` event records it); an
-exception in the objective is a failed evaluation, as inline.
+Each pool takes points (``submit``) and hands back finished ones (``wait``) as ``(kind, value)``:
+``ok`` with the value, ``failed`` with the objective's error, or ``died`` when the worker itself
+died. ``loop.drive_parallel`` keeps ``evaluator.n_workers`` evaluations in flight on one.
 """
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -19,62 +14,18 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .optimizer import Optimizer, failure_streak
 from .remote import call, call_installed, install
 
 EVALUATORS = ("inline", "processes", "ray")
 MAX_REQUEUES = 3  # a point whose worker dies more often than this is recorded as a failed evaluation
 
 
-def drive_parallel(opt: Optimizer, fn: Callable[[np.ndarray], float], budget: int,
-                   callback: Callable[[Optimizer], None] | None = None) -> None:
-    """Evaluate ``fn`` (one x in the user's box -> float, user sign) on ``evaluator.n_workers`` workers."""
-    ev = opt.cfg.evaluator
-    pool = _RayPool(fn, ev) if ev.name == "ray" else _ProcessPool(fn, ev.n_workers, ev.start_method)
-    streak, told_since = 0, 0
-    try:
-        in_flight: dict[Any, np.ndarray] = {}
-        retry: list[np.ndarray] = []
-        deaths: dict[bytes, int] = {}
-        while opt.n_evaluations < budget:
-            while len(in_flight) < ev.n_workers and opt.n_evaluations + len(in_flight) < budget:
-                if retry:
-                    x = retry.pop(0)
-                else:
-                    with opt.bookkeeping():
-                        x = opt.ask(1)[0]
-                in_flight[pool.submit(x)] = x
-            for handle, outcome in pool.wait(list(in_flight)):
-                x = in_flight.pop(handle)
-                kind, value = outcome
-                if kind == "died":  # the worker, not the objective, failed: evaluate the point again
-                    opt.events.append({"event": "worker_died", "evaluations": opt.n_evaluations,
-                                       "x": [float(v) for v in x], "error": value})
-                    deaths[x.tobytes()] = deaths.get(x.tobytes(), 0) + 1
-                    if deaths[x.tobytes()] <= MAX_REQUEUES:
-                        retry.append(x)
-                        continue
-                    kind, value = "failed", f"the worker died {MAX_REQUEUES + 1} times on this point ({value})"
-                y, reason = (value, "") if kind == "ok" else (math.nan, value)
-                if kind == "ok" and not math.isfinite(y):
-                    y, reason = math.nan, "non-finite value"
-                with opt.bookkeeping():
-                    opt.tell(x[None], [y], [reason])
-                told_since += 1
-                streak = failure_streak(opt, streak, [y], reason)
-            if callback is not None and told_since >= ev.n_workers:
-                with opt.bookkeeping():
-                    callback(opt)
-                told_since = 0
-        if callback is not None and told_since:
-            with opt.bookkeeping():
-                callback(opt)
-    finally:
-        opt.pending.clear()
-        pool.close()
+def make_pool(fn: Callable, ev: Any) -> "ProcessPool | RayPool":
+    """The workers the ``evaluator`` config names (processes or ray), each holding the objective ``fn``."""
+    return RayPool(fn, ev) if ev.name == "ray" else ProcessPool(fn, ev.n_workers, ev.start_method)
 
 
-class _ProcessPool:
+class ProcessPool:
     """concurrent.futures over local processes."""
 
     def __init__(self, fn: Callable, n_workers: int, start_method: str = "forkserver"):
@@ -90,6 +41,7 @@ class _ProcessPool:
                                    initargs=(self.payload,))
 
     def submit(self, x: np.ndarray) -> Future:
+        """Start evaluating x on a free worker (a fresh pool if a worker died)."""
         try:
             return self.executor.submit(call_installed, x)
         except BrokenProcessPool:  # a worker died earlier: start a fresh pool
@@ -97,6 +49,7 @@ class _ProcessPool:
             return self.executor.submit(call_installed, x)
 
     def wait(self, handles: list[Future]) -> list[tuple[Future, tuple[str, Any]]]:
+        """The evaluations among ``handles`` that have finished (at least one), with their outcome."""
         done, _ = wait(handles, return_when=FIRST_COMPLETED)
         out = []
         for f in done:
@@ -119,10 +72,11 @@ class _ProcessPool:
         return out
 
     def close(self) -> None:
+        """Stop the workers (after the evaluations under way)."""
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-class _RayPool:
+class RayPool:
     """Ray tasks: ``evaluator.ray_address`` joins a running cluster, else a local one with ``ray_cpus`` CPUs."""
 
     def __init__(self, fn: Callable, ev: Any):
@@ -140,9 +94,11 @@ class _RayPool:
         self.fn_ref = ray.put(fn)
 
     def submit(self, x: np.ndarray) -> Any:
+        """Start evaluating x as a Ray task."""
         return self.task.remote(self.fn_ref, x)
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, tuple[str, Any]]]:
+        """The tasks among ``handles`` that have finished (at least one), with their outcome."""
         ray = self.ray
         done, _ = ray.wait(handles, num_returns=1)
         out = []
@@ -158,5 +114,6 @@ class _RayPool:
         return out
 
     def close(self) -> None:
+        """Shut down the local Ray this pool started, if it started one."""
         if self.started:
             self.ray.shutdown()

@@ -143,6 +143,17 @@ class Evolution:
         self.last = 0  # evaluations at the last generation
         self.generation = 0
 
+    def state_dict(self) -> dict:
+        """Fitness, counters and generator state (for checkpoints)."""
+        return {"error": torch.from_numpy(self.error.copy()), "next_id": self.next_id, "last": self.last,
+                "generation": self.generation, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.error = state["error"].numpy().copy()
+        self.next_id, self.last, self.generation = int(state["next_id"]), int(state["last"]), int(state["generation"])
+        self.generator.set_state(state["generator"])
+
     def births(self, pop: Population, evaluations: int) -> list[dict]:
         """One 'birth' event for each member of a new population."""
         return [{"event": "birth", "id": pop.ids[i], "parent": None, "generation": 0, "evaluations": evaluations,
@@ -158,6 +169,7 @@ class Evolution:
         return np.where(np.isnan(self.error), -np.inf, -self.error)
 
     def due(self, evaluations: int) -> bool:
+        """Whether a generation is due: ``every`` evaluations since the last, and some member has a fitness."""
         return self.cfg.every > 0 and evaluations - self.last >= self.cfg.every and np.isfinite(self.fitness()).any()
 
     def step(self, pop: Population, state: OptimizerState, train: tuple[torch.Tensor, torch.Tensor, torch.Tensor],

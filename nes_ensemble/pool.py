@@ -49,6 +49,7 @@ class SamplePool:
         return len(self.y)
 
     def add(self, x: np.ndarray, y: np.ndarray, provenance: list[Provenance], reasons: list[str] | None = None) -> None:
+        """Append evaluations (x [m, dim] in the unit cube, y [m] maximized, NaN for a failure) and why."""
         y = np.asarray(y, dtype=float).reshape(-1)
         self.x = np.concatenate([self.x, np.asarray(x, dtype=float).reshape(-1, self.dim)])
         self.y = np.concatenate([self.y, y])
@@ -62,10 +63,12 @@ class SamplePool:
         return np.isfinite(self.y)
 
     def best_index(self) -> int | None:
+        """The index of the best successful evaluation (None while there is none)."""
         ok = np.flatnonzero(self.ok)
         return None if ok.size == 0 else int(ok[np.argmax(self.y[ok])])
 
     def column(self, name: str) -> np.ndarray:
+        """One provenance field of every evaluation, as an array."""
         return np.array([getattr(p, name) for p in self.provenance])
 
     def window_weights(self, members: int, window: int, rotation: int) -> np.ndarray:
@@ -95,6 +98,7 @@ class Journal:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows, one JSON line each, and return once they are on disk."""
         text = "".join(json.dumps(row, allow_nan=True) + "\n" for row in rows)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
@@ -117,5 +121,6 @@ class Journal:
 
     @staticmethod
     def row(index: int, x_native: np.ndarray, x_unit: np.ndarray, y: float, reason: str, prov: Provenance) -> dict:
+        """One evaluation as a journal row: its index, x (native and unit cube), y (user sign), status and why."""
         return {"evaluation": index, "x": [float(v) for v in x_native], "unit": [float(v) for v in x_unit],
                 "y": float(y), "status": "ok" if np.isfinite(y) else "failed", "reason": reason, **asdict(prov)}

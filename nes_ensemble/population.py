@@ -35,6 +35,7 @@ class Layout:
     depth: int
 
     def shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Name and shape of every weight matrix and bias, in their order in ``theta``."""
         h = self.width
         out = [("w0", (self.dim, h)), ("b0", (h,))]
         for i in range(1, self.depth):
@@ -44,6 +45,7 @@ class Layout:
 
     @property
     def size(self) -> int:
+        """Parameters of one member (the padded layout)."""
         return sum(math.prod(s) for _, s in self.shapes())
 
     def views(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -97,6 +99,7 @@ class Population:
 
     @property
     def size(self) -> int:
+        """The number of members."""
         return len(self.width)
 
     def subset(self, index: torch.Tensor) -> "Population":
@@ -106,6 +109,22 @@ class Population:
         out.ids = [self.ids[int(i)] for i in index]
         for name in self._MEMBER_FIELDS:
             setattr(out, name, getattr(self, name)[index].clone())
+        return out
+
+    def state_dict(self) -> dict:
+        """The members as tensors and plain values (for checkpoints)."""
+        lay = self.layout
+        return {"layout": [lay.dim, lay.width, lay.depth], "act_names": list(self.act_names), "ids": list(self.ids),
+                **{name: getattr(self, name).clone() for name in self._MEMBER_FIELDS}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Population":
+        """The population ``state_dict`` described."""
+        out = cls.__new__(cls)
+        out.layout = Layout(*state["layout"])
+        out.act_names, out.ids = list(state["act_names"]), list(state["ids"])
+        for name in cls._MEMBER_FIELDS:
+            setattr(out, name, state[name].clone())
         return out
 
     def put(self, index: torch.Tensor, other: "Population", ids: list[int]) -> None:

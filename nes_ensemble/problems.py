@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .space import check_bounds
+
 
 @dataclass
 class Problem:
@@ -30,6 +32,7 @@ class Problem:
 
     @property
     def dim(self) -> int:
+        """The number of dimensions."""
         return self.bounds.shape[0]
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
@@ -45,6 +48,7 @@ class Problem:
         return float(self.evaluate(np.asarray(x)[None, :])[0])
 
     def true_value(self, x: np.ndarray) -> np.ndarray:
+        """Noise-free values at x [m, n] (or one x [n])."""
         return np.asarray(self.fn(np.atleast_2d(x)), dtype=float).reshape(-1)
 
     def regret(self, x: np.ndarray) -> float | None:
@@ -164,24 +168,6 @@ def noisy(problem: Problem, std: float, seed: int = 0) -> Problem:
         raise ValueError(f"noise_std={std!r}: must be a non-negative number")
     return Problem(problem.name if std == 0 else f"noisy_{problem.name}", problem.fn, problem.bounds,
                    problem.optimum_value, problem.optimizers, std, problem.sign, np.random.default_rng(seed))
-
-
-def check_bounds(bounds: Sequence[Sequence[float]]) -> np.ndarray:
-    """Bounds as a float array [n, 2], or a ValueError that says what is wrong with them."""
-    try:
-        b = np.asarray(bounds, dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds={bounds!r}: expected a sequence of (low, high) pairs of numbers") from None
-    if b.ndim != 2 or b.shape[1] != 2 or b.shape[0] == 0:
-        raise ValueError(f"bounds has shape {b.shape}: expected one (low, high) pair per dimension, e.g. "
-                         "[[0, 1], [0, 1]]")
-    if not np.all(np.isfinite(b)):
-        raise ValueError(f"bounds={b.tolist()}: every low and high must be a finite number")
-    bad = np.flatnonzero(b[:, 0] >= b[:, 1])
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"bounds[{i}]=({b[i, 0]}, {b[i, 1]}): low must be smaller than high")
-    return b
 
 
 def import_function(path: str) -> Callable:

@@ -34,6 +34,8 @@ REFERENCES = ("random", "round_robin", "least_queue", "informed")
 
 @dataclass
 class ClusterConfig:
+    """The simulated cluster's size, speed and traffic."""
+
     initiators: int = 20
     targets: int = 20
     service_rate: float = 2.9  # reads a target serves per tick (on average)
@@ -63,6 +65,7 @@ class ReadCluster:
         self.issued = self.served = 0
 
     def queue_lengths(self) -> np.ndarray:
+        """Reads waiting at each target."""
         return np.array([len(q) for q in self.queues], dtype=float)
 
     def _rate(self) -> float:
@@ -118,6 +121,7 @@ class Policy:
         self.rng = np.random.default_rng(seed)
 
     def choose(self, cluster: ReadCluster, who: np.ndarray, replicas: np.ndarray) -> np.ndarray:
+        """For each read (issued by initiator ``who``), which of its ``replicas`` columns serves it."""
         n, r = replicas.shape
         if self.name == "random":
             return self.rng.integers(0, r, n)

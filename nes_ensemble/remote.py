@@ -32,6 +32,7 @@ class Objective:
 
 
 def call(fn: Callable, x: np.ndarray) -> float:
+    """``fn(x)`` checked to be one number (what a Ray task runs)."""
     return scalar(fn(x))
 
 
@@ -47,4 +48,5 @@ def install(payload: bytes) -> None:
 
 
 def call_installed(x: np.ndarray) -> float:
+    """The objective this worker process holds, at x (what a process-pool task runs)."""
     return call(_INSTALLED, x)

@@ -76,9 +76,11 @@ class Schedule:
 
     @classmethod
     def start(cls, cfg: SearchConfig) -> "Schedule":
+        """The schedule of an untrusted population: the most ascent steps, the initial Gaussian step."""
         return cls(float(cfg.ascent_steps_max), cfg.sigma_init)
 
     def update_ascent(self, successes: int, trials: int, cfg: SearchConfig) -> None:
+        """Fewer ascent steps after a round whose ascents mostly improved on their starts, more otherwise."""
         if trials == 0:
             return
         self.success_rate = successes / trials
@@ -86,6 +88,7 @@ class Schedule:
         self.steps = float(np.clip(self.steps * factor, cfg.ascent_steps_min, cfg.ascent_steps_max))
 
     def update_sigma(self, successes: int, trials: int, cfg: SearchConfig) -> None:
+        """The 1/5 success rule, one factor per Gaussian trial."""
         for i in range(trials):
             self.sigma *= 2.0 if i < successes else 2.0 ** -0.25
         self.sigma = float(np.clip(self.sigma, cfg.sigma_min, cfg.sigma_max))

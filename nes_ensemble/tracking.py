@@ -112,6 +112,7 @@ class Tracker:
             self._send("events", events=events)
 
     def log_artifacts(self, paths: list[str]) -> None:
+        """Files to attach to the optimization run (missing ones are skipped)."""
         self._send("artifacts", paths=[os.path.abspath(p) for p in paths if os.path.exists(p)])
 
     def finish(self, status: str = "FINISHED") -> None:
@@ -199,6 +200,7 @@ class _Writer:
             self._event(event)
 
     def log_artifacts(self, paths: list[str]) -> None:
+        """Attach the files to the run."""
         for path in paths:
             self.client.log_artifact(self.run_id, path)
 

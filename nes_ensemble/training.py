@@ -29,8 +29,13 @@ class OptimizerState:
 
     @classmethod
     def zeros(cls, pop: Population) -> "OptimizerState":
+        """A fresh state: no steps taken, zero moments, Rprop steps at each member's learning rate."""
         z = torch.zeros_like(pop.theta)
         return cls(torch.zeros(pop.size), z.clone(), z.clone(), pop.lr[:, None].expand_as(z).clone(), z.clone())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors by name (for checkpoints)."""
+        return {f: getattr(self, f).clone() for f in ("t", "m", "v", "step", "prev")}
 
     def select(self, index: torch.Tensor) -> "OptimizerState":
         """The state of the members ``index`` (a copy), e.g. for forks."""

@@ -43,7 +43,7 @@ def test_evolution_strategies_beat_random_search_on_a_sphere():
 def test_a_baseline_resumes_exactly_from_a_checkpoint(tmp_path):
     ref = ne.Optimizer(BOUNDS, seed=3, strategy={"name": "cmaes"})
     opt = ne.Optimizer(BOUNDS, seed=3, config={"strategy": {"name": "cmaes"}})
-    assert type(opt).__name__ == "Baseline"
+    assert type(opt.proposer).__name__ == "EvotorchSearch"
     for step in range(8):
         for o in (ref, opt):
             X = o.ask()

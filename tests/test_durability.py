@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import nes_ensemble as ne
+from nes_ensemble.loop import drive
 from nes_ensemble.pool import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +160,7 @@ def test_consecutive_failures_stop_the_run_with_everything_kept(tmp_path):
 
     opt = ne.Optimizer([(0, 1)] * 2, seed=0, journal=tmp_path / "j.jsonl", evaluator={"max_failures": 5})
     with pytest.raises(ne.EvaluationError, match="failed 5 times in a row.*cluster down"):
-        ne.optimizer.drive(opt, lambda X: np.array([broken(x) for x in X]), 50)
+        drive(opt, lambda X: np.array([broken(x) for x in X]), 50)
     assert opt.n_evaluations == 5 and len(Journal.read(tmp_path / "j.jsonl")) == 5
 
 

@@ -60,7 +60,7 @@ def test_ask_again_before_tell_gives_new_points_and_tell_in_any_order():
     assert len({tuple(x) for x in both}) == 7
     order = [5, 0, 6, 2, 1, 4, 3]
     opt.tell(both[order], [sphere(x) for x in both[order]])
-    assert opt.n_evaluations == 7 and not opt.pending
+    assert opt.n_evaluations == 7 and not opt.ledger.pending
     x, y = opt.best
     assert y == pytest.approx(max(sphere(p) for p in both))
 
@@ -72,11 +72,11 @@ def test_free_workers_get_more_design_points_while_the_initial_design_is_out():
     X = opt.ask(8)
     opt.tell(X[:6], -np.sum(X[:6] ** 2, 1))  # two design points still pending
     x = opt.ask(1)[0]
-    assert opt.pending[-1][1].provenance.source == "initial"
+    assert opt.ledger.pending[-1][1].provenance.source == "initial"
     np.testing.assert_allclose(x, initial_design(9, 3, "sobol", 0)[-1])  # the design's ninth point
     opt.tell(np.vstack([X[6:], x]), -np.sum(np.vstack([X[6:], x]) ** 2, 1))
     opt.ask(1)
-    assert opt.pending[-1][1].provenance.source in ("ascent", "gaussian")  # all told: the networks plan
+    assert opt.ledger.pending[-1][1].provenance.source in ("ascent", "gaussian")  # all told: the networks plan
 
 
 def test_nan_marks_a_failed_evaluation_that_is_kept_but_not_trained_on():
@@ -87,7 +87,7 @@ def test_nan_marks_a_failed_evaluation_that_is_kept_but_not_trained_on():
     hist = opt.history()
     assert (hist["status"] == "failed").sum() == 15 and len(hist) == 30
     assert np.isfinite(opt.best[1])
-    assert opt.sample_weights[:, np.isnan(opt.pool.y)].sum() == 0
+    assert opt.proposer.ensemble.sample_weights[:, np.isnan(opt.pool.y)].sum() == 0
 
 
 @pytest.mark.parametrize("call, words", [
@@ -244,10 +244,10 @@ def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_
 
 def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured_size():
     # Hartmann-6 at 60: 15 design points leave 45 evaluations, three rounds of 10 + 4 at most
-    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60).round_size() == (3, 1)
-    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=300).round_size() == (10, 4)
-    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60, search={"min_rounds": 0}).round_size() == (10, 4)
-    assert ne.Optimizer([(0, 1)] * 6, seed=0).round_size() == (10, 4)  # budget unknown (ask / tell)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60).proposer.round_size() == (3, 1)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=300).proposer.round_size() == (10, 4)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60, search={"min_rounds": 0}).proposer.round_size() == (10, 4)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0).proposer.round_size() == (10, 4)  # budget unknown (ask / tell)
     result = ne.optimize(lambda x: -float(np.sum((x - 0.3) ** 2)), [(0, 1)] * 6, budget=60, seed=0)
     rounds = result.history[result.history.source != "initial"].groupby("round").size()
     assert rounds.max() == 4 and len(rounds) >= 10
@@ -265,8 +265,8 @@ def test_ascent_radius_holds_each_climb_near_its_start_and_a_short_run_has_one_b
         for _ in range(4):  # a few rounds, so that some ascents start from a sibling's best point
             opt.tell(X, f(X))
             X = opt.ask()
-            bests, _, _ = opt.sibling_bests()  # the starts this round climbed from (nothing told since)
-            far += [np.abs(x - bests[q.provenance.sibling]).max() for x, q in opt.pending
+            bests, _, _ = opt.proposer.sibling_bests(opt.pool)  # this round climbed from these (nothing told since)
+            far += [np.abs(x - bests[q.provenance.sibling]).max() for x, q in opt.ledger.pending
                     if q.provenance.source == "ascent" and q.provenance.sibling >= 0]
         assert far
         assert (max(far) <= radius + 1e-6) == inside

@@ -12,7 +12,6 @@ import sys
 import warnings
 
 import pytest
-
 from traces import CASES, REFERENCE, versions
 
 # the libraries whose numerics a case's digest depends on

@@ -107,7 +107,6 @@ def run_case(name: str) -> dict[str, Any]:
 
 def run_async() -> dict[str, Any]:
     """ask / tell with three evaluations in flight, told oldest first, budget unknown, minimizing."""
-    import numpy as np
 
     import nes_ensemble as ne
 
