@@ -31,6 +31,15 @@ def test_baseline_keeps_the_call_count_and_bounds_contract(strategy):
     np.testing.assert_array_equal(result.X, again.X)  # same seed, same run
 
 
+def test_random_search_depends_on_the_seed_alone():
+    # it once drew bootstrap weights for a network population it never built, so ensemble.* moved its points
+    a = ne.optimize(sphere, BOUNDS, budget=30, seed=0, strategy="random")
+    b = ne.optimize(sphere, BOUNDS, budget=30, seed=0, strategy="random", ensemble={"members": 3, "bootstrap": False})
+    np.testing.assert_array_equal(a.X, b.X)
+    lo, hi = np.array(BOUNDS).T
+    np.testing.assert_allclose(a.X[:20], lo + np.random.default_rng(0).random((20, 3)) * (hi - lo))
+
+
 def test_evolution_strategies_beat_random_search_on_a_sphere():
     def regret(strategy, seed):
         return -ne.optimize(sphere, BOUNDS, budget=150, seed=seed, strategy=strategy).best_y

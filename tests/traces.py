@@ -7,6 +7,7 @@ compares with the uninterrupted run's digest.
 
     python tests/traces.py              # print the digests as JSON
     python tests/traces.py --write      # record them (only when a change of results is intended)
+    python tests/traces.py --write --only random   # record one case, keep the others
 
 The runs are pinned to one CPU code path (see ``PINNED_ENV``), so that the digests do not depend on
 which vector instructions the machine has.
@@ -227,6 +228,8 @@ def main() -> None:
             make_fixture(name)
     traces = collect(args.only.split(",") if args.only else None)
     record = {"versions": versions(), "traces": traces}
+    if args.write and args.only:  # record these cases, keep the others
+        record["traces"] = {**json.loads(REFERENCE.read_text())["traces"], **traces}
     if args.write:
         REFERENCE.parent.mkdir(parents=True, exist_ok=True)
         REFERENCE.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -64,10 +64,6 @@ class Baseline(Proposer):
     def observe(self, ledger: Ledger, start: int,
                 proposals: list[Proposal] | None) -> Callable[[Proposal], bool] | None:
         """Tell the engine the values of its own proposals."""
-        # kept for bit-for-bit reference runs: a baseline drew bootstrap weights for a population it never trained
-        k = self.cfg.ensemble.members
-        if self.cfg.ensemble.bootstrap and k > 1:
-            self.rng.poisson(1.0, size=(k, len(ledger.pool) - start))
         if proposals is not None:
             for p, v in zip(proposals, ledger.pool.y[start:]):
                 self.tell(p.provenance.member, float(v), ledger)
