@@ -35,7 +35,7 @@ def task(args: tuple) -> list[dict]:
         overrides = {"ensemble": {"members": k, "widths": [30], "depths": [3], "activations": ["tanh"],
                                   "optimizers": ["rmsprop", "rprop", "adam"], "sparsity_min": 0.1,
                                   "sparsity_max": 0.1, "bootstrap": False},
-                     "search": {"mode": "original", "n_init": 300, "windows": True}}
+                     "search": {"mode": "original", "n_init": 300, "original": {"windows": True}}}
     result = ne.optimize(h6, h6.bounds, budget=budget, seed=seed, strategy=strategy, **overrides)
     seconds = time.perf_counter() - start
     rows = []

@@ -4,7 +4,7 @@
 
 The work: train every member for ``--steps`` steps on the pool (per-member minibatches of the
 default size) and propose (every member ascends its surrogate from every member's best point and
-``search.random_starts`` random starts). The loop
+``search.ascent.random_starts`` random starts). The loop
 version does the same with one ``torch.nn.Sequential`` and one ``torch.optim`` optimizer per member.
 Prints and saves experiments/results/speed.{csv,md}; the ratio is what to read.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from common import save_table
 
-from nes_ensemble.config import EnsembleConfig, SearchConfig
+from nes_ensemble.config import AscentConfig, EnsembleConfig
 from nes_ensemble.population import Population
 from nes_ensemble.problems import make_problem
 from nes_ensemble.search import ascend
@@ -90,8 +90,8 @@ def main() -> None:
     y = torch.tensor((ys - ys.mean()) / ys.std(), dtype=torch.float32)
     g = torch.Generator().manual_seed(0)
     pop = Population(6, ens, g)
-    starts = torch.rand(args.members, args.members + SearchConfig.random_starts, 6, generator=g)
-    ascent_steps = SearchConfig.ascent_steps_max
+    starts = torch.rand(args.members, args.members + AscentConfig.random_starts, 6, generator=g)
+    ascent_steps = AscentConfig.steps_max
     if args.profile:  # where the batched training spends its time, by operator
         from torch.profiler import ProfilerActivity, profile
 

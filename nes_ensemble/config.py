@@ -7,6 +7,7 @@ start in both places. This module imports OmegaConf (a small dependency of Hydra
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -37,57 +38,107 @@ class EnsembleConfig:
 
 
 @dataclass
+class AscentConfig:
+    """Gradient ascent of every member on its own surrogate."""
+
+    lr: float = 0.02  # Adam step on x in the unit cube
+    random_starts: int = 32  # random ascent starts per member besides the siblings' best points, for exploration
+    # (32 measured better than 4 on 6 of 8 test problems)
+    radius: float = 0.0  # ascents stay within this distance (per coordinate, unit cube) of their start; 0 = anywhere
+    short_radius: float = 0.05  # the radius of a short run (one whose rounds search.min_rounds shrinks) when radius
+    # is 0: as good or better on 5 of 5 short-budget problems, worse at 200-300 evaluations
+    steps_max: int = 60  # ascent steps while the networks are not trusted
+    steps_min: int = 8
+    shrink: float = 0.7  # steps *= shrink after a successful round, /= shrink otherwise
+    success_target: float = 0.2  # fraction of a round's ascent proposals that must improve on their start
+
+
+@dataclass
+class RegionsConfig:
+    """Runner-up regions (opt-in): other basins climbed beside the best one, each by its own share of members."""
+
+    basins: int = 1  # regions searched at once: the best one and basins - 1 runners-up (2 with share 0.4 finds
+    # Hartmann-6's global basin on 14 of 20 seeds against 10, but costs Ackley and Rastrigin)
+    share: float = 0.3  # fraction of the members that climb from the runners-up, each in a box of half-width
+    # radius around its region's best point
+    until: float = 1.0  # the regions close once this fraction of a known budget is evaluated
+    patience: int = 0  # a region that has not gained for this many rounds closes for good; 0 = never
+    radius: float = 0.15  # regions are distinct when their best points lie this far apart (times sqrt(dim))
+
+
+@dataclass
+class RestartsConfig:
+    """Restarts (opt-in): leave a basin where the search stagnates, and explore afresh."""
+
+    patience: int = 0  # rounds without gain before the search leaves its basin; 0 = never
+    radius: float = 0.1  # a basin left behind is this radius (times sqrt(dim)) around its best point
+    points: int = 0  # space-filling points after a restart; 0 = half the initial design
+
+
+@dataclass
+class PolishConfig:
+    """The polishing step: a Newton step on a quadratic fitted to the evaluations nearest the best point."""
+
+    enabled: bool = True  # once there are enough evaluations, the round's refinement of the best point is the
+    # maximizer of the quadratic (instead of a Gaussian sample around it)
+    min_fit: float = 0.99  # the share of the neighbours' variance the quadratic must explain (R^2), else no step
+
+
+@dataclass
+class OriginalConfig:
+    """The original Go scheme (search.mode=original): every ascent step evaluated; per-member windows."""
+
+    steps: int = 10  # ascent steps per path, each a real evaluation
+    step_size: float = 0.001  # along the normalized gradient, in the unit cube
+    patience: int = 2  # a path is abandoned after this many steps without gain
+    gaussian: int = 10  # Gaussian samples around each sibling's best point, per member and round
+    sigma: float = 0.01
+    windows: bool = False  # per-member windows over the pool, rotated (the Go benchmark's scheme; any mode)
+    window_size: int = 0  # 0 = rotate_every / members, rounded down to tens (at least 10)
+    rotate_every: int = 300  # evaluations between window rotations
+
+
+@dataclass
 class SearchConfig:
     """How the networks are turned into proposals."""
 
     mode: str = "surrogate"  # surrogate: ascents run on the networks | original: each step evaluated
     init_design: str = "sobol"  # sobol | lhs | random
     n_init: int = 0  # initial design size; 0 = auto (max(20, 6 * dim), at most budget / 4)
-    random_starts: int = 32  # extra random ascent starts per member, for exploration (32 measured better than 4
-    # on 6 of 8 test problems: experiments/ablation.py --name random_starts)
-    ascent_lr: float = 0.02  # Adam step on x in the unit cube
-    ascent_radius: float = 0.0  # ascents stay within this distance (per coordinate, unit cube) of their start;
-    # 0 = anywhere in the cube
-    short_radius: float = 0.05  # the ascent radius of a short run (one whose rounds min_rounds shrinks), when
-    # ascent_radius is 0: as good or better on 5 of 5 short-budget problems, worse at 200-300 evaluations
-    ascent_steps_max: int = 60  # ascent steps while the networks are not trusted
-    ascent_steps_min: int = 8
-    ascent_shrink: float = 0.7  # steps *= shrink on a successful round, /= shrink otherwise
-    success_target: float = 0.2  # fraction of ascent proposals that must improve their start
-    assignment: str = "best"  # best: a member proposes its best end point | rotate: from sibling r+round
-    select: str = "mean"  # which of a member's ascent end points it proposes: the best by the population's
-    # mean prediction (mean, measured better on 6 of 6 test problems) or by its own prediction (own)
-    beta: float = 1.0  # select=ucb: weight of the members' disagreement (std of their predictions)
     proposals_per_round: int = 10  # ascent proposals per round, at most one per member; 0 = one per member (with
     # 30 members, 10 reach x* to 1.8e-8 at 1000 Hartmann-6 evaluations against 1.3e-5: more rounds, more polishing)
-    gaussian_per_round: int = 4  # Gaussian samples around the siblings' best points per round
+    gaussian_per_round: int = 4  # refinements per round: the polishing step and Gaussian samples around the
+    # members' best points
     min_rounds: int = 10  # when the budget is known and too short for this many rounds of the sizes above after
     # the initial design, rounds shrink in proportion (at least one ascent and one Gaussian proposal); 0 = never
+    select: str = "mean"  # which of a member's ascent end points it proposes: the best by the population's mean
+    # prediction (mean, measured better on 6 of 6 test problems), by its own (own), or mean + beta * spread (ucb)
+    beta: float = 1.0  # select=ucb: weight of the members' disagreement (std of their predictions)
+    assignment: str = "best"  # best: a member proposes its best end point | rotate: from sibling r+round
     sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
     sigma_min: float = 1e-4
     sigma_max: float = 0.3
-    basins: int = 1  # distinct regions searched at once: the best one, and basins - 1 runners-up (2 with
-    # basin_share 0.4 finds Hartmann-6's global basin on 14 of 20 seeds against 10, but costs Ackley and Rastrigin)
-    basin_share: float = 0.3  # fraction of the members that climb from the runners-up, each in a box of
-    # half-width basin_radius around its region's best point
-    basins_until: float = 1.0  # runner-up regions close once this fraction of a known budget is evaluated
-    region_patience: int = 0  # a runner-up region that has not gained for this many rounds closes for good; 0 = never
-    basin_radius: float = 0.15  # regions are distinct when their best points lie this far apart (times sqrt(dim))
-    restart_patience: int = 0  # rounds without gain before the search leaves its basin; 0 = never
-    restart_radius: float = 0.1  # a basin left behind is this radius (times sqrt(dim)) around its best point
-    restart_points: int = 0  # space-filling points after a restart; 0 = half the initial design
-    polish: bool = True  # the round's refinement of the best point maximizes a quadratic fitted to the
-    # evaluations nearest it (instead of a Gaussian sample around it) once there are enough of them
     min_distance: float = 1e-4  # proposals closer than this to an evaluated point are jittered
-    windows: bool = False  # per-member windows over the pool, rotated (the Go benchmark's scheme)
-    window_size: int = 0  # 0 = pool size / members at the first rotation, rounded down to tens
-    rotate_every: int = 300  # evaluations between window rotations
-    # the original scheme (mode=original): every ascent step is a real evaluation
-    original_steps: int = 10
-    original_step_size: float = 0.001
-    original_patience: int = 2
-    original_gaussian: int = 10
-    original_sigma: float = 0.01
+    ascent: AscentConfig = field(default_factory=AscentConfig)
+    regions: RegionsConfig = field(default_factory=RegionsConfig)
+    restarts: RestartsConfig = field(default_factory=RestartsConfig)
+    polish: PolishConfig = field(default_factory=PolishConfig)
+    original: OriginalConfig = field(default_factory=OriginalConfig)
+
+
+# search keys of the previous version (flat) and where they live now; accepted, with a warning, for one version
+RENAMED = {
+    "ascent_lr": "ascent.lr", "random_starts": "ascent.random_starts", "ascent_radius": "ascent.radius",
+    "short_radius": "ascent.short_radius", "ascent_steps_max": "ascent.steps_max",
+    "ascent_steps_min": "ascent.steps_min", "ascent_shrink": "ascent.shrink",
+    "success_target": "ascent.success_target", "basins": "regions.basins", "basin_share": "regions.share",
+    "basins_until": "regions.until", "region_patience": "regions.patience", "basin_radius": "regions.radius",
+    "restart_patience": "restarts.patience", "restart_radius": "restarts.radius",
+    "restart_points": "restarts.points", "polish": "polish.enabled", "original_steps": "original.steps",
+    "original_step_size": "original.step_size", "original_patience": "original.patience",
+    "original_gaussian": "original.gaussian", "original_sigma": "original.sigma", "windows": "original.windows",
+    "window_size": "original.window_size", "rotate_every": "original.rotate_every",
+}
 
 
 @dataclass
@@ -218,6 +269,7 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
         for part in reversed(path[1:]):
             node = {part: node}
         layers.append({path[0]: node})
+    layers = [_renamed(layer) for layer in layers]
     try:
         merged = OmegaConf.merge(base, *layers)
     except (ConfigKeyError, ValidationError) as err:
@@ -226,14 +278,35 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
     return merged
 
 
+def _renamed(layer: dict[str, Any]) -> dict[str, Any]:
+    """``layer`` with search keys of the previous version moved to their groups (``search.basins`` ->
+    ``search.regions.basins``), each with a FutureWarning that names the new key."""
+    search = layer.get("search")
+    if not isinstance(search, Mapping) or not any(k in RENAMED and not isinstance(v, Mapping)
+                                                   for k, v in search.items()):
+        return layer
+    moved: dict[str, Any] = {}
+    for key, value in search.items():
+        if key not in RENAMED or isinstance(value, Mapping):
+            moved[key] = value
+            continue
+        group, name = RENAMED[key].split(".")
+        warnings.warn(f"search.{key} is now search.{RENAMED[key]}; the old name goes in the next version",
+                      FutureWarning, stacklevel=4)
+        moved.setdefault(group, {})
+        moved[group] = {**moved[group], name: value} if isinstance(moved[group], Mapping) else moved[group]
+    return {**layer, "search": moved}
+
+
+def _need(ok: bool, key: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r}: {why}")
+
+
 def check(cfg: DictConfig) -> None:
     """Reject values that type-check but make no sense, with a message that names the key."""
-    ens, search = cfg.ensemble, cfg.search
-
-    def need(ok: bool, key: str, value: Any, why: str) -> None:
-        if not ok:
-            raise ValueError(f"{key}={value!r}: {why}")
-
+    ens, need = cfg.ensemble, _need
+    need(cfg.strategy.name in STRATEGIES, "strategy", cfg.strategy.name, f"choose from {list(STRATEGIES)}")
     need(ens.members >= 1, "ensemble.members", ens.members, "needs at least one member")
     need(len(ens.widths) > 0 and min(ens.widths) >= 1, "ensemble.widths", list(ens.widths), "positive widths")
     need(len(ens.depths) > 0 and min(ens.depths) >= 1, "ensemble.depths", list(ens.depths), "depths >= 1")
@@ -246,37 +319,14 @@ def check(cfg: DictConfig) -> None:
          (ens.sparsity_min, ens.sparsity_max), "need 0 <= min <= max < 1")
     need(ens.y_transform in ("standardize", "rank"), "ensemble.y_transform", ens.y_transform,
          "choose standardize or rank")
-    need(search.select in ("own", "mean", "ucb"), "search.select", search.select, "choose own, mean or ucb")
-    need(search.assignment in ("best", "rotate"), "search.assignment", search.assignment, "choose best or rotate")
-    need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
-    need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
-         "choose sobol, lhs or random")
-    need(search.min_rounds >= 0, "search.min_rounds", search.min_rounds, "must be >= 0 (0 = rounds never shrink)")
-    need(search.short_radius >= 0, "search.short_radius", search.short_radius, "must be >= 0 (0 = no limit)")
-    need(search.region_patience >= 0, "search.region_patience", search.region_patience,
-         "must be >= 0 (0 = never close)")
-    need(0 < search.basins_until <= 1, "search.basins_until", search.basins_until,
-         "must lie in (0, 1]: the fraction of the budget after which runner-up regions close")
-    need(search.ascent_radius >= 0, "search.ascent_radius", search.ascent_radius, "must be >= 0 (0 = no limit)")
-    need(0 < search.ascent_shrink < 1, "search.ascent_shrink", search.ascent_shrink, "must lie in (0, 1)")
-    need(search.ascent_steps_min <= search.ascent_steps_max, "search.ascent_steps_min", search.ascent_steps_min,
-         "must not exceed search.ascent_steps_max")
-    need(0 < search.sigma_min <= search.sigma_init <= search.sigma_max, "search.sigma_init", search.sigma_init,
-         "need sigma_min <= sigma_init <= sigma_max, all positive")
     st = cfg.strategy
     need(st.es_popsize >= 2 and st.es_popsize % 2 == 0, "strategy.es_popsize", st.es_popsize,
          "must be an even number >= 2 (samples come in antithetic pairs)")
     need(st.es_stdev > 0 and st.es_lr > 0, "strategy.es_stdev/es_lr", (st.es_stdev, st.es_lr), "must be positive")
-    need(not cfg.budget or search.n_init <= cfg.budget, "search.n_init", search.n_init,
+    need(not cfg.budget or cfg.search.n_init <= cfg.budget, "search.n_init", cfg.search.n_init,
          f"the initial design needs more evaluations than budget={cfg.budget}; lower search.n_init or raise budget")
-    ev = cfg.evaluator
-    need(ev.name in ("inline", "processes", "ray"), "evaluator", ev.name, "choose inline, processes or ray")
-    need(ev.n_workers >= 1, "evaluator.n_workers", ev.n_workers, "needs at least one worker")
-    need(ev.start_method in ("forkserver", "spawn", "fork"), "evaluator.start_method", ev.start_method,
-         "choose forkserver, spawn or fork")
-    need(ev.timeout >= 0, "evaluator.timeout", ev.timeout, "must be >= 0 seconds (0 = no limit)")
-    need(ev.retries >= 0, "evaluator.retries", ev.retries, "must be >= 0")
-    need(ev.max_failures >= 0, "evaluator.max_failures", ev.max_failures, "must be >= 0 (0 = never stop)")
+    _check_search(cfg.search)
+    _check_evaluator(cfg.evaluator)
     evo = cfg.evolution
     need(evo.every >= 0, "evolution.every", evo.every, "must be >= 0 (0 turns evolution off)")
     need(evo.parents >= 1, "evolution.parents", evo.parents, "needs at least one parent")
@@ -284,7 +334,44 @@ def check(cfg: DictConfig) -> None:
     need(0 < evo.eta <= 1, "evolution.eta", evo.eta, "must lie in (0, 1]")
     need(0 <= evo.widen <= 1, "evolution.widen", evo.widen, "is a probability")
     need(0 < evo.error_smoothing <= 1, "evolution.error_smoothing", evo.error_smoothing, "must lie in (0, 1]")
-    need(cfg.strategy.name in STRATEGIES, "strategy", cfg.strategy.name, f"choose from {list(STRATEGIES)}")
+
+
+def _check_search(search: DictConfig) -> None:
+    need = _need
+    need(search.select in ("own", "mean", "ucb"), "search.select", search.select, "choose own, mean or ucb")
+    need(search.assignment in ("best", "rotate"), "search.assignment", search.assignment, "choose best or rotate")
+    need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
+    need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
+         "choose sobol, lhs or random")
+    need(search.min_rounds >= 0, "search.min_rounds", search.min_rounds, "must be >= 0 (0 = rounds never shrink)")
+    need(0 < search.sigma_min <= search.sigma_init <= search.sigma_max, "search.sigma_init", search.sigma_init,
+         "need sigma_min <= sigma_init <= sigma_max, all positive")
+    asc, reg, rst = search.ascent, search.regions, search.restarts
+    need(asc.short_radius >= 0, "search.ascent.short_radius", asc.short_radius, "must be >= 0 (0 = no limit)")
+    need(asc.radius >= 0, "search.ascent.radius", asc.radius, "must be >= 0 (0 = no limit)")
+    need(0 < asc.shrink < 1, "search.ascent.shrink", asc.shrink, "must lie in (0, 1)")
+    need(1 <= asc.steps_min <= asc.steps_max, "search.ascent.steps_min", asc.steps_min,
+         "must be at least 1 and not exceed search.ascent.steps_max")
+    need(asc.random_starts >= 0, "search.ascent.random_starts", asc.random_starts, "must be >= 0")
+    need(reg.basins >= 1, "search.regions.basins", reg.basins, "must be >= 1 (1 = no runner-up regions)")
+    need(0 <= reg.share < 1, "search.regions.share", reg.share, "must lie in [0, 1): the members' share in regions")
+    need(reg.patience >= 0, "search.regions.patience", reg.patience, "must be >= 0 (0 = never close)")
+    need(0 < reg.until <= 1, "search.regions.until", reg.until,
+         "must lie in (0, 1]: the fraction of the budget after which runner-up regions close")
+    need(rst.patience >= 0, "search.restarts.patience", rst.patience, "must be >= 0 (0 = never restart)")
+    need(0 < search.polish.min_fit <= 1, "search.polish.min_fit", search.polish.min_fit, "must lie in (0, 1]")
+    need(search.original.steps >= 1, "search.original.steps", search.original.steps, "must be >= 1")
+
+
+def _check_evaluator(ev: DictConfig) -> None:
+    need = _need
+    need(ev.name in ("inline", "processes", "ray"), "evaluator", ev.name, "choose inline, processes or ray")
+    need(ev.n_workers >= 1, "evaluator.n_workers", ev.n_workers, "needs at least one worker")
+    need(ev.start_method in ("forkserver", "spawn", "fork"), "evaluator.start_method", ev.start_method,
+         "choose forkserver, spawn or fork")
+    need(ev.timeout >= 0, "evaluator.timeout", ev.timeout, "must be >= 0 seconds (0 = no limit)")
+    need(ev.retries >= 0, "evaluator.retries", ev.retries, "must be >= 0")
+    need(ev.max_failures >= 0, "evaluator.max_failures", ev.max_failures, "must be >= 0 (0 = never stop)")
 
 
 ACTIVATIONS = {"tanh", "relu", "silu", "gelu", "sigmoid"}
@@ -292,7 +379,7 @@ OPTIMIZERS = ("adam", "rmsprop", "rprop")
 STRATEGIES = ("nes", "sgd", "es", "nes_es", "random", "sobol", "cmaes", "snes", "xnes", "pgpe", "tpe", "gp")
 
 __all__ = [
-    "AppConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig", "ProblemConfig",
-    "SearchConfig",
+    "AppConfig", "AscentConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig",
+    "OriginalConfig", "PolishConfig", "ProblemConfig", "RegionsConfig", "RestartsConfig", "SearchConfig",
     "StrategyConfig", "TrackingConfig", "make_config", "MISSING",
 ]

@@ -87,7 +87,7 @@ class Ensemble:
     def _member_weights(self, pool: SamplePool) -> np.ndarray:
         """Bootstrap weights, restricted to each member's window of the pool where windows are on."""
         w = self.sample_weights.copy()
-        s = self.cfg.search
+        s = self.cfg.search.original
         if s.windows and self.size > 1:
             window = s.window_size or max(10, (s.rotate_every // self.size) // 10 * 10)
             w = w * pool.window_weights(self.size, window, len(pool) // max(1, s.rotate_every))

@@ -15,7 +15,7 @@ import torch
 from scipy.optimize import minimize
 from scipy.stats import qmc
 
-from .config import SearchConfig
+from .config import OriginalConfig, SearchConfig
 from .population import Population, forward_views, layer_runs
 
 
@@ -77,15 +77,15 @@ class Schedule:
     @classmethod
     def start(cls, cfg: SearchConfig) -> "Schedule":
         """The schedule of an untrusted population: the most ascent steps, the initial Gaussian step."""
-        return cls(float(cfg.ascent_steps_max), cfg.sigma_init)
+        return cls(float(cfg.ascent.steps_max), cfg.sigma_init)
 
     def update_ascent(self, successes: int, trials: int, cfg: SearchConfig) -> None:
         """Fewer ascent steps after a round whose ascents mostly improved on their starts, more otherwise."""
         if trials == 0:
             return
         self.success_rate = successes / trials
-        factor = cfg.ascent_shrink if self.success_rate >= cfg.success_target else 1 / cfg.ascent_shrink
-        self.steps = float(np.clip(self.steps * factor, cfg.ascent_steps_min, cfg.ascent_steps_max))
+        factor = cfg.ascent.shrink if self.success_rate >= cfg.ascent.success_target else 1 / cfg.ascent.shrink
+        self.steps = float(np.clip(self.steps * factor, cfg.ascent.steps_min, cfg.ascent.steps_max))
 
     def update_sigma(self, successes: int, trials: int, cfg: SearchConfig) -> None:
         """The 1/5 success rule, one factor per Gaussian trial."""
@@ -110,11 +110,11 @@ def distinct(candidates: np.ndarray, taken: np.ndarray, min_distance: float) -> 
     return d > min_distance
 
 
-def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> torch.Tensor:
-    """The Go benchmark's ascent: ``original_steps`` fixed-size steps along each member's gradient.
+def original_paths(pop: Population, starts: torch.Tensor, cfg: OriginalConfig) -> torch.Tensor:
+    """The Go benchmark's ascent: ``cfg.steps`` fixed-size steps along each member's gradient.
 
     starts [k, S, d] -> paths [k, S, steps, d]; every point on a path is meant to be evaluated,
-    and a path is abandoned after ``original_patience`` steps without improvement (the optimizer
+    and a path is abandoned after ``cfg.patience`` steps without improvement (the optimizer
     does that as results come back). Points that leave the cube end their path (NaN after it).
     """
     views = pop.layout.views((pop.theta * pop.mask).detach())
@@ -123,12 +123,12 @@ def original_paths(pop: Population, starts: torch.Tensor, cfg: SearchConfig) -> 
     x = starts.clone()
     path = []
     alive = torch.ones(starts.shape[:2], dtype=torch.bool)
-    for _ in range(cfg.original_steps):
+    for _ in range(cfg.steps):
         x.requires_grad_(True)
         pred = forward_views(pop.layout, views, x, runs)
         (g,) = torch.autograd.grad(pred.sum(), x)
         with torch.no_grad():
-            x = x.detach() + cfg.original_step_size * g / (g.norm(dim=-1, keepdim=True) + 1e-12)
+            x = x.detach() + cfg.step_size * g / (g.norm(dim=-1, keepdim=True) + 1e-12)
             alive &= ((x >= 0) & (x <= 1)).all(-1)
             path.append(torch.where(alive[..., None], x, torch.full_like(x, float("nan"))))
     return torch.stack(path, dim=2)

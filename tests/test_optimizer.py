@@ -116,6 +116,17 @@ def test_unknown_or_mistyped_config_keys_fail_with_their_name():
         ne.optimize(sphere, [(0, 1)], budget=5, strategy="magic")
 
 
+def test_search_keys_of_the_previous_version_work_with_a_warning_that_names_the_new_key():
+    with pytest.warns(FutureWarning, match="search.basins is now search.regions.basins"):
+        old = ne.Optimizer([(0, 1)], search={"basins": 2, "polish": False, "ascent_lr": 0.01})
+    new = ne.Optimizer([(0, 1)], search={"regions": {"basins": 2}, "polish": {"enabled": False}, "ascent": {"lr": 0.01}})
+    assert old.cfg == new.cfg
+    with pytest.raises(ValueError, match="search.regions.until"):
+        ne.Optimizer([(0, 1)], search__regions__until=1.5)
+    with pytest.raises(ValueError, match="basin"):
+        ne.Optimizer([(0, 1)], search={"regions": {"basin": 2}})
+
+
 def test_save_and_load_continue_exactly_where_it_stopped(tmp_path):
     def drive(opt, rounds):
         for _ in range(rounds):
@@ -136,7 +147,7 @@ def test_save_and_load_continue_exactly_where_it_stopped(tmp_path):
 
 def test_original_scheme_evaluates_every_ascent_step():
     result = ne.optimize(sphere, [(0, 1)] * 2, budget=80, seed=0,
-                         search={"mode": "original", "n_init": 20, "original_gaussian": 2}, **SMALL)
+                         search={"mode": "original", "n_init": 20, "original": {"gaussian": 2}}, **SMALL)
     sources = result.history["source"].value_counts()
     assert sources["original"] > 0 and len(result.y) == 80
     hist = result.history
@@ -171,7 +182,7 @@ def test_noisy_branin_gets_close_to_a_global_optimum():
 
 def test_restart_leaves_a_stagnant_basin_and_proposes_outside_it():
     result = ne.optimize(sphere, [(0, 1)] * 2, budget=120, seed=0,
-                         search={"restart_patience": 2, "restart_radius": 0.1}, **SMALL)
+                         search={"restarts": {"patience": 2, "radius": 0.1}}, **SMALL)
     restarts = [e for e in result.lineage if e["event"] == "restart"]
     assert restarts, "a converged search on a sphere must stagnate and restart"
     basin = np.array(restarts[0]["basin"])
@@ -185,11 +196,11 @@ def test_restart_leaves_a_stagnant_basin_and_proposes_outside_it():
 
 def test_a_runner_up_region_climbs_to_the_global_basin_that_the_best_design_point_misses():
     """Hartmann-6, seed 19: the best point of the initial design lies in the local maximum's basin, and
-    the default search ends there; with a runner-up region (search.basins=2) the region's own members
+    the default search ends there; with a runner-up region (search.regions.basins=2) the region's own members
     climb from the best design point apart from it, reach the global basin and take the lead."""
     h6 = ne.make_problem("hartmann6")
     single = ne.optimize(h6, h6.bounds, budget=300, seed=19)
-    regions = ne.optimize(h6, h6.bounds, budget=300, seed=19, search={"basins": 2, "basin_share": 0.4})
+    regions = ne.optimize(h6, h6.bounds, budget=300, seed=19, search={"regions": {"basins": 2, "share": 0.4}})
     assert h6.regret(single.best_x) > 0.1
     assert h6.regret(regions.best_x) < 0.01
     owners = regions.history[regions.history.member >= 6]  # members 6..9 climb the runner-up region
@@ -201,27 +212,27 @@ def two_peaks(x):
     return float(np.exp(-30 * np.sum((x - 0.25) ** 2)) + 0.8 * np.exp(-30 * np.sum((x - 0.75) ** 2)))
 
 
-def last_region_refinement(search: dict) -> int:
+def last_region_refinement(regions: dict) -> int:
     """Index of the last evaluation that refines the runner-up region (its owner, member 3, proposes it)."""
     small = {"ensemble": {"members": 4, "train_steps_initial": 40, "train_steps": 5}}
     result = ne.optimize(two_peaks, [(0, 1)] * 2, budget=120, seed=0,
-                         search={"basins": 2, "basin_share": 0.25, **search}, **small)
+                         search={"regions": {"basins": 2, "share": 0.25, **regions}}, **small)
     h = result.history.reset_index(drop=True)
     owned = h[(h.member == 3) & h.source.isin(["gaussian", "quadratic"])]
     assert len(owned) > 0
     return int(owned.index.max())
 
 
-def test_runner_up_regions_close_at_basins_until():
-    """With search.basins_until=0.5 the region's refinements stop once half the budget is evaluated;
+def test_runner_up_regions_close_at_regions_until():
+    """With search.regions.until=0.5 the region's refinements stop once half the budget is evaluated;
     without it they go on to the end."""
-    assert last_region_refinement({"basins_until": 0.5}) < 60 <= last_region_refinement({})
+    assert last_region_refinement({"until": 0.5}) < 60 <= last_region_refinement({})
 
 
 def test_a_runner_up_region_that_stops_gaining_closes():
-    """search.region_patience=2: the region on the lower peak climbs it, stops gaining and closes, so its
+    """search.regions.patience=2: the region on the lower peak climbs it, stops gaining and closes, so its
     refinements end well before the budget does (they run to the end without it)."""
-    assert last_region_refinement({"region_patience": 2}) < 100 <= last_region_refinement({})
+    assert last_region_refinement({"patience": 2}) < 100 <= last_region_refinement({})
 
 
 def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_proposals():
@@ -255,9 +266,9 @@ def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured
 
 def test_ascent_radius_holds_each_climb_near_its_start_and_a_short_run_has_one_by_default():
     f = lambda X: -np.sum((X - 0.9) ** 2, axis=1)  # noqa: E731  (the optimum far from most starts)
-    cases = [({"search": {"ascent_radius": 0.03}}, 0.03, True), ({}, 0.0, False),
-             ({"budget": 40}, 0.05, True),  # rounds shrink: search.short_radius (0.05) holds the climbs
-             ({"budget": 300}, 0.0, False), ({"budget": 40, "search": {"short_radius": 0.0}}, 0.0, False)]
+    cases = [({"search": {"ascent": {"radius": 0.03}}}, 0.03, True), ({}, 0.0, False),
+             ({"budget": 40}, 0.05, True),  # rounds shrink: search.ascent.short_radius (0.05) holds them
+             ({"budget": 300}, 0.0, False), ({"budget": 40, "search": {"ascent": {"short_radius": 0.0}}}, 0.0, False)]
     for config, radius, inside in cases:
         opt = ne.Optimizer([(0, 1)] * 3, seed=0, **config)
         X = opt.ask()

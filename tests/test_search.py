@@ -38,7 +38,7 @@ def test_polish_finds_a_smooth_maximum_far_below_the_networks_resolution():
         return float(_bowl(x))
 
     polished = ne.optimize(fn, [(0, 1)] * 3, budget=60, seed=0, **small)
-    plain = ne.optimize(fn, [(0, 1)] * 3, budget=60, seed=0, search={"polish": False}, **small)
+    plain = ne.optimize(fn, [(0, 1)] * 3, budget=60, seed=0, search={"polish": {"enabled": False}}, **small)
     assert "quadratic" in set(polished.history["source"])
     assert polished.best_y > -1e-10
     assert plain.best_y < -1e-6  # the networks and the Gaussian steps alone stop well short of it

@@ -1,9 +1,9 @@
 """The original scheme of the 2017 write-up (``search.mode=original``): every ascent step is evaluated.
 
 For each member r and each sibling s, r climbs its own surrogate from s's best point in fixed
-steps of ``original_step_size`` along its gradient, each step a real evaluation; a path is
-abandoned after ``original_patience`` steps without gain. Then ``original_gaussian`` samples
-around s's best point.
+steps of ``search.original.step_size`` along its gradient, each step a real evaluation; a path is
+abandoned after ``search.original.patience`` steps without gain. Then ``search.original.gaussian``
+samples around s's best point.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class OriginalProposer(NetworkProposer):
         s, k = self.cfg.search, self.ensemble.size
         bests, best_y, _ = self.sibling_bests(ledger.pool)
         starts = torch.tensor(bests, dtype=torch.float32).unsqueeze(0).expand(k, -1, -1)
-        paths = original_paths(self.ensemble.population, starts, s).numpy().astype(float)  # [k, k, steps, d]
+        paths = original_paths(self.ensemble.population, starts, s.original).numpy().astype(float)  # [k, k, steps, d]
         out = []
         for r in range(k):
             for sib in range(k):
@@ -42,7 +42,7 @@ class OriginalProposer(NetworkProposer):
                         break
                     out.append(Proposal(step, Provenance("original", member=r, sibling=sib, round=self.round,
                                                          reference=float(best_y[sib]), path=pid)))
-                for x in gaussian(np.repeat(bests[sib][None], s.original_gaussian, 0), s.original_sigma, self.rng):
+                for x in gaussian(np.repeat(bests[sib][None], s.original.gaussian, 0), s.original.sigma, self.rng):
                     out.append(Proposal(x, Provenance("gaussian", member=r, sibling=sib, round=self.round,
                                                       reference=float(best_y[sib]))))
         return out
@@ -61,7 +61,7 @@ class OriginalProposer(NetworkProposer):
                 state[0], state[1] = float(v), 0.0
             else:
                 state[1] += 1
-                if state[1] >= self.cfg.search.original_patience:
+                if state[1] >= self.cfg.search.original.patience:
                     abandoned.add(path)
         return (lambda q: q.provenance.path in abandoned) if abandoned else None
 

@@ -82,18 +82,19 @@ class Starts:
 def start_points(inp: RoundInputs, rng: np.random.Generator) -> Starts:
     """The starts of every member's ascents, their reference values and boxes."""
     s, k, pool = inp.search, inp.members, inp.pool
-    randoms = rng.random((s.random_starts, pool.dim))
+    n_random = s.ascent.random_starts
+    randoms = rng.random((n_random, pool.dim))
     x = np.concatenate([inp.bests, randoms, pool.x[inp.runners]])
-    reference = np.concatenate([inp.best_y, np.full(s.random_starts, inp.global_best), pool.y[inp.runners]])
+    reference = np.concatenate([inp.best_y, np.full(n_random, inp.global_best), pool.y[inp.runners]])
     low, high = np.zeros_like(x), np.ones_like(x)
     if inp.radius > 0:  # a surrogate fitted to few points is trusted only near where it climbs from
         low, high = np.clip(x - inp.radius, 0.0, 1.0), np.clip(x + inp.radius, 0.0, 1.0)
-    regions = slice(k + s.random_starts, len(x))
-    # a runner-up region is climbed locally: its ascents stay in a box of half-width basin_radius around
+    regions = slice(k + n_random, len(x))
+    # a runner-up region is climbed locally: its ascents stay in a box of half-width regions.radius around
     # its best point, else they run off to the surrogate's maximum in the leading region
-    low[regions] = np.clip(x[regions] - s.basin_radius, 0.0, 1.0)
-    high[regions] = np.clip(x[regions] + s.basin_radius, 0.0, 1.0)
-    return Starts(x, reference, low, high, slice(0, k), slice(k, k + s.random_starts), regions)
+    low[regions] = np.clip(x[regions] - s.regions.radius, 0.0, 1.0)
+    high[regions] = np.clip(x[regions] + s.regions.radius, 0.0, 1.0)
+    return Starts(x, reference, low, high, slice(0, k), slice(k, k + n_random), regions)
 
 
 def climb(pop: Population, starts: Starts, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,8 +161,8 @@ def refinements(inp: RoundInputs, taken: np.ndarray, rng: np.random.Generator) -
     ok = pool.ok
     chosen: list[Proposal] = []
     polished = None
-    if s.polish and inp.n_gaussian:
-        polished = quadratic_step(pool.x[ok], pool.y[ok], pool.x[pool.best_index()])
+    if s.polish.enabled and inp.n_gaussian:
+        polished = quadratic_step(pool.x[ok], pool.y[ok], pool.x[pool.best_index()], s.polish.min_fit)
         if polished is not None and distinct(polished[None], taken, 1e-12)[0]:
             chosen.append(Proposal(polished, Provenance("quadratic", round=inp.round, reference=inp.global_best)))
         else:
@@ -186,7 +187,8 @@ def _region_refinement(inp: RoundInputs, position: int, taken: np.ndarray, rng: 
     pool, ok = inp.pool, inp.pool.ok
     j, owners = inp.runners[position], np.flatnonzero(inp.climbers == position)
     owner = int(owners[0]) if owners.size else -1
-    x = quadratic_step(pool.x[ok], pool.y[ok], pool.x[j]) if inp.search.polish else None
+    polish = inp.search.polish
+    x = quadratic_step(pool.x[ok], pool.y[ok], pool.x[j], polish.min_fit) if polish.enabled else None
     if x is not None and distinct(x[None], taken, 1e-12)[0]:
         return Proposal(x, Provenance("quadratic", member=owner, round=inp.round, reference=pool.y[j]))
     x = gaussian(pool.x[j][None], inp.sigma, rng)[0]

@@ -24,31 +24,31 @@ class RunnerUpRegions:
     while that lies farther than the basin radius from the pool's best point. A region without such a
     point is (re)opened greedily over the better half of the pool, best first: a point opens it when it
     lies farther than the basin radius from the best point and every other centre. Regions close for
-    the rest of the run after ``basins_until`` of a known budget, and one by one when their best point
-    has not gained for ``region_patience`` rounds.
+    the rest of the run after ``until`` of a known budget, and one by one when their best point has not
+    gained for ``patience`` rounds (``search.regions``).
     """
 
-    def __init__(self, search: DictConfig, members: int, budget: int):
-        self.cfg, self.members, self.budget = search, members, budget
-        n = max(search.basins - 1, 0)
+    def __init__(self, regions: DictConfig, members: int, budget: int):
+        self.cfg, self.members, self.budget = regions, members, budget
+        n = max(regions.basins - 1, 0)
         self.best = np.full(n, -np.inf)  # each region's best value so far
         self.stall = np.zeros(n, dtype=int)  # rounds since that last gained
 
     def member_regions(self) -> np.ndarray:
-        """For each member, the region it belongs to (-1: none): the last ``basin_share`` of them, in turn."""
+        """For each member, the region it belongs to (-1: none): the last ``share`` of them, in turn."""
         k = self.members
         region = np.full(k, -1)
         n = self.cfg.basins - 1
         if n > 0:
-            m = min(k - 1, int(round(self.cfg.basin_share * k)))
+            m = min(k - 1, int(round(self.cfg.share * k)))
             for j in range(m):
                 region[k - 1 - j] = j % n
         return region
 
     def open(self, evaluations: int) -> bool:
-        """Whether any region may climb now (regions configured, and ``basins_until`` not reached)."""
+        """Whether any region may climb now (regions configured, and ``until`` not reached)."""
         s = self.cfg
-        return s.basins > 1 and not (self.budget and s.basins_until < 1 and evaluations >= s.basins_until * self.budget)
+        return s.basins > 1 and not (self.budget and s.until < 1 and evaluations >= s.until * self.budget)
 
     def locate(self, pool: SamplePool) -> tuple[np.ndarray, list[int]]:
         """Pool indices of the open regions' best points, and which region each is (a query: nothing changes)."""
@@ -57,7 +57,7 @@ class RunnerUpRegions:
             return np.empty(0, dtype=int), []
         ok = np.flatnonzero(pool.ok)
         order = ok[np.argsort(-pool.y[ok], kind="stable")]
-        radius = s.basin_radius * np.sqrt(pool.dim)
+        radius = s.radius * np.sqrt(pool.dim)
         region = self.member_regions()
         member = pool.column("member")[order]
         ascent = np.array([pool.provenance[i].source in REGION_SOURCES for i in order], dtype=bool)
@@ -67,7 +67,7 @@ class RunnerUpRegions:
             return bool(np.linalg.norm(pool.x[centres] - pool.x[i], axis=1).min() > radius)
 
         for j in range(s.basins - 1):
-            if s.region_patience and self.stall[j] >= s.region_patience:
+            if s.patience and self.stall[j] >= s.patience:
                 continue  # closed for good: it stopped gaining, its members climb with the rest
             own = order[ascent & np.isin(member, np.flatnonzero(region == j))]
             kept = own[0] if own.size and apart(own[0]) else None
@@ -103,8 +103,8 @@ class RunnerUpRegions:
 class Restarts:
     """Basins the search has left after stagnating: later proposals avoid a ball around each."""
 
-    def __init__(self, search: DictConfig, dim: int):
-        self.cfg, self.dim = search, dim
+    def __init__(self, restarts: DictConfig, dim: int):
+        self.cfg, self.dim = restarts, dim
         self.basins = np.empty((0, dim))  # centres of the basins left (unit cube)
         self.stall = 0  # rounds without a gain of the best point outside them
         self.last_best = -np.inf
@@ -112,7 +112,7 @@ class Restarts:
     @property
     def radius(self) -> float:
         """The radius of a basin left behind (unit cube)."""
-        return self.cfg.restart_radius * np.sqrt(self.dim)
+        return self.cfg.radius * np.sqrt(self.dim)
 
     def outside(self, x: np.ndarray) -> np.ndarray:
         """Mask of points x [m, d] farther than the restart radius from every basin left behind."""
@@ -130,8 +130,8 @@ class Restarts:
 
     @property
     def due(self) -> bool:
-        """Whether the search has stagnated for ``restart_patience`` rounds (0: never)."""
-        patience = self.cfg.restart_patience
+        """Whether the search has stagnated for ``patience`` rounds (0: never)."""
+        patience = self.cfg.patience
         return patience > 0 and self.stall >= patience
 
     def leave(self, x_best: np.ndarray) -> None:

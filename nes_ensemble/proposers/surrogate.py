@@ -1,7 +1,7 @@
 """The default search: every member climbs its own surrogate, members in turn propose the end points.
 
-Besides the best point, opt-in runner-up regions keep other basins climbing (``search.basins``),
-and opt-in restarts leave a basin where the search has stagnated (``search.restart_patience``).
+Besides the best point, opt-in runner-up regions keep other basins climbing (``search.regions``),
+and opt-in restarts leave a basin where the search has stagnated (``search.restarts``).
 The round itself is planned by the steps of ``planning``.
 """
 
@@ -25,8 +25,8 @@ class SurrogateProposer(NetworkProposer):
 
     def __init__(self, setup: RunSetup):
         super().__init__(setup)
-        self.regions = RunnerUpRegions(self.cfg.search, self.ensemble.size, self.cfg.budget or 0)
-        self.restarts = Restarts(self.cfg.search, self.dim)
+        self.regions = RunnerUpRegions(self.cfg.search.regions, self.ensemble.size, self.cfg.budget or 0)
+        self.restarts = Restarts(self.cfg.search.restarts, self.dim)
 
     def sibling_bests(self, pool: SamplePool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each member's best point outside the basins left by restarts."""
@@ -46,7 +46,7 @@ class SurrogateProposer(NetworkProposer):
         self.regions.update(pool, runners, opened)
         inputs = self._inputs(pool, bests, best_y, runners, self.regions.climbers(opened))
         starts = start_points(inputs, self.rng)
-        ends, own = climb(self.ensemble.population, starts, inputs.steps, self.cfg.search.ascent_lr)
+        ends, own = climb(self.ensemble.population, starts, inputs.steps, self.cfg.search.ascent.lr)
         ends, score = judge(inputs, self.ensemble.population, ends, own)
         chosen, taken = choose_ascents(inputs, starts, ends, score, ledger.taken(), self.rng)
         return chosen + refinements(inputs, taken, self.rng)
@@ -59,7 +59,7 @@ class SurrogateProposer(NetworkProposer):
         return RoundInputs(search=s, pool=pool, bests=bests, best_y=best_y, runners=runners, climbers=climbers,
                            left_basins=self.restarts.basins, restart_radius=self.restarts.radius, round=self.round,
                            n_ascent=n_ascent, n_gaussian=n_gaussian,
-                           radius=s.ascent_radius or (s.short_radius if short else 0.0),
+                           radius=s.ascent.radius or (s.ascent.short_radius if short else 0.0),
                            steps=int(round(self.schedule.steps)), sigma=self.schedule.sigma)
 
     def _restart(self, x_best: np.ndarray, evaluations: int) -> list[Proposal]:
@@ -67,7 +67,7 @@ class SurrogateProposer(NetworkProposer):
         s = self.cfg.search
         self.restarts.leave(x_best)
         self.schedule = Schedule.start(s)
-        n = s.restart_points or max(2, (s.n_init or self.auto_design()) // 2)
+        n = s.restarts.points or max(2, (s.n_init or self.auto_design()) // 2)
         design = initial_design(n, self.dim, s.init_design, self.seed + 7919 * len(self.restarts.basins))
         design = design[self.restarts.outside(design)]
         self.events.append({"event": "restart", "evaluations": evaluations, "basin": x_best.tolist()})
