@@ -79,6 +79,19 @@ def test_free_workers_get_more_design_points_while_the_initial_design_is_out():
     assert opt.ledger.pending[-1][1].provenance.source in ("ascent", "gaussian")  # all told: the networks plan
 
 
+def test_with_evaluations_always_in_flight_the_design_still_ends():
+    # three in flight and told oldest first, as a Ray pool returns them one by one: some design point is
+    # always pending, yet once the design is told the networks plan (it grows by at most 2 points)
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, config={"search": {"n_init": 8}, **SMALL})
+    flight = list(opt.ask(3))
+    for _ in range(30):
+        x = flight.pop(0)
+        opt.tell(x[None], [sphere(x)])
+        flight.append(opt.ask(1)[0])
+    sources = opt.history().source
+    assert 8 <= (sources == "initial").sum() <= 10 and (sources == "ascent").sum() > 5
+
+
 def test_nan_marks_a_failed_evaluation_that_is_kept_but_not_trained_on():
     opt = ne.Optimizer([(0, 1)] * 2, config=SMALL, seed=0)
     for _ in range(15):

@@ -29,7 +29,7 @@ class NetworkProposer(Proposer):
         self.schedule = Schedule.start(self.cfg.search)
         self.round = 0
         self.ascent_tally = [0, 0]  # successes, trials since the last schedule update
-        self.n_design = self.cfg.search.n_init or self.auto_design()  # initial-design points handed out
+        self.n_design = self.design_size  # initial-design points handed out (more while the design is out)
         self.designed = False  # whether the initial design has been planned
         self.events = self.ensemble.births()
 
@@ -40,6 +40,15 @@ class NetworkProposer(Proposer):
         budget = self.cfg.budget
         return min(n, max(2, budget // 4)) if budget else n
 
+    @property
+    def design_size(self) -> int:
+        """The configured initial design: ``search.n_init``, or ``auto_design()`` when that is 0."""
+        return self.cfg.search.n_init or self.auto_design()
+
+    @staticmethod
+    def _designs_told(ledger: Ledger) -> int:
+        return int(sum(p.source == "initial" for p in ledger.pool.provenance))
+
     def plan(self, ledger: Ledger) -> list[Proposal]:
         """The initial design first; then rounds planned by the trained networks."""
         s = self.cfg.search
@@ -47,9 +56,10 @@ class NetworkProposer(Proposer):
             self.designed = True
             return [Proposal(x, Provenance("initial")) for x in initial_design(self.n_design, self.dim,
                                                                                 s.init_design, self.seed)]
-        if "initial" in ledger.pending_sources():
+        if "initial" in ledger.pending_sources() and self._designs_told(ledger) < self.design_size:
             # asynchronous asks while the initial design is still out: a model of part of it would steer a
-            # whole round, so the free worker gets the design's next point instead
+            # whole round, so the free worker gets the design's next point instead (until the configured
+            # design is told in full: the design grows by at most the evaluations in flight)
             self.n_design += 1
             x = initial_design(self.n_design, self.dim, s.init_design, self.seed)[-1]
             return [Proposal(x, Provenance("initial"))]
