@@ -155,7 +155,7 @@ def choose_ascents(inp: RoundInputs, starts: Starts, ends: np.ndarray, score: np
 
 def refinements(inp: RoundInputs, taken: np.ndarray, rng: np.random.Generator) -> list[Proposal]:
     """``n_gaussian`` refinements: first the best point's (a polishing step where a quadratic fits its
-    neighbours, ``search.polish``, else a Gaussian sample), then each runner-up region's best point's the
+    neighbours, ``search.polish.enabled``, else a Gaussian sample), then each runner-up region's best point's the
     same way, and the rest Gaussian samples around random members' best points."""
     s, pool, k = inp.search, inp.pool, inp.members
     ok = pool.ok
