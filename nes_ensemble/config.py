@@ -376,7 +376,7 @@ def _check_evaluator(ev: DictConfig) -> None:
 
 ACTIVATIONS = {"tanh", "relu", "silu", "gelu", "sigmoid"}
 OPTIMIZERS = ("adam", "rmsprop", "rprop")
-STRATEGIES = ("nes", "sgd", "es", "nes_es", "random", "sobol", "cmaes", "snes", "xnes", "pgpe", "tpe", "gp")
+STRATEGIES = ("nes", "sgd", "es", "nes_es", "random", "sobol", "cmaes", "snes", "xnes", "pgpe", "tpe", "ogp", "gp")
 
 __all__ = [
     "AppConfig", "AscentConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig",

@@ -10,8 +10,9 @@ All of them search the unit cube (the user's box, rescaled):
   projection, and they are told that value. evotorch runs a whole generation inside ``step()``;
   here that loop runs in a helper thread that waits for each generation's values, so evotorch
   itself is used unchanged;
-* ``tpe`` (Optuna's TPE sampler) and ``gp`` (BoTorch: SingleTaskGP + LogExpectedImprovement,
-  ``optimize_acqf`` with q=1), from the optional extra ``pip install -e ".[baselines]"``.
+* ``tpe`` (Optuna's TPE sampler), ``ogp`` (Optuna's GPSampler: a Matern-5/2 GP with log expected
+  improvement) and ``gp`` (BoTorch: SingleTaskGP + LogExpectedImprovement, ``optimize_acqf`` with
+  q=1), from the optional extra ``pip install -e ".[baselines]"``.
 
 A failed evaluation is told to the evolution strategies as the worst value seen so far. The
 engines of evotorch and Optuna cannot be saved; their checkpoints hold the pool, which is replayed
@@ -36,7 +37,7 @@ from ..pool import Provenance
 from .base import Proposer, RunSetup
 
 EVOTORCH = ("cmaes", "snes", "xnes", "pgpe")
-OPTIONAL = {"tpe": "optuna", "gp": "botorch"}
+OPTIONAL = {"tpe": "optuna", "ogp": "optuna", "gp": "botorch"}
 BASELINES = ("random", "sobol", *EVOTORCH, *OPTIONAL)
 
 
@@ -134,19 +135,23 @@ class EvotorchSearch(Baseline):
         return None
 
 
-class TPESearch(Baseline):
-    """Optuna's TPE sampler, one point a round."""
+class OptunaSearch(Baseline):
+    """An Optuna sampler, one point a round: TPE (``tpe``) or Optuna's Gaussian-process sampler (``ogp``)."""
 
     def __init__(self, setup: RunSetup):
         super().__init__(setup)
-        self.optuna = require("tpe")
+        self.optuna = require(self.name)
         self.optuna.logging.set_verbosity(self.optuna.logging.WARNING)
-        self.study = self.optuna.create_study(direction="maximize",
-                                              sampler=self.optuna.samplers.TPESampler(seed=self.seed))
+        samplers = self.optuna.samplers
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # GPSampler is marked experimental
+            sampler = (samplers.TPESampler(seed=self.seed) if self.name == "tpe"
+                       else samplers.GPSampler(seed=self.seed))
+        self.study = self.optuna.create_study(direction="maximize", sampler=sampler)
         self.trials: dict[int, Any] = {}
 
     def draw(self, ledger: Ledger) -> np.ndarray:
-        """TPE's next trial."""
+        """The sampler's next trial."""
         trial = self.study.ask()
         self.trials[self.drawn] = trial
         return np.array([[trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(self.dim)]])
@@ -198,7 +203,8 @@ class GPSearch(Baseline):
         return cand.detach().numpy()
 
 
-PROPOSERS: dict[str, type[Baseline]] = {"random": RandomSearch, "sobol": SobolSearch, "tpe": TPESearch,
+PROPOSERS: dict[str, type[Baseline]] = {"random": RandomSearch, "sobol": SobolSearch, "tpe": OptunaSearch,
+                                        "ogp": OptunaSearch,
                                         "gp": GPSearch, **{name: EvotorchSearch for name in EVOTORCH}}
 
 
