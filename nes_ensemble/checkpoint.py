@@ -59,14 +59,26 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         if state.get("version") != VERSION:
             raise ValueError(f"{path}: a nes_ensemble checkpoint of version {state.get('version')}; this version "
                              f"of nes_ensemble reads versions 1 and {VERSION}")
-        return state
+        return with_settings_of_their_time(state)
     try:
         legacy = torch.load(path, weights_only=False, pickle_module=_LEGACY)
     except Exception as err:
         raise ValueError(f"{path}: not a nes_ensemble checkpoint ({type(err).__name__}: {err})") from None
     if not isinstance(legacy, dict) or legacy.get("version") != 1:
         raise ValueError(f"{path}: not a nes_ensemble checkpoint")
-    return from_version1(legacy)
+    return with_settings_of_their_time(from_version1(legacy))
+
+
+# settings added since a checkpoint was written, with the values that keep its run what it was
+ADDED_SETTINGS = {("search", "kernel"): {"until": 0}, ("search", "repeat"): 0}
+
+
+def with_settings_of_their_time(state: dict[str, Any]) -> dict[str, Any]:
+    """A saved run resumes as it was configured: a setting added later takes the value that reproduces the
+    behaviour of the code that wrote it, not today's default."""
+    for (group, key), value in ADDED_SETTINGS.items():
+        state["config"].setdefault(group, {}).setdefault(key, value)
+    return state
 
 
 # ------------------------------------------------------------------ version 1

@@ -99,12 +99,27 @@ class OriginalConfig:
 
 
 @dataclass
+class KernelConfig:
+    """Gaussian-process members propose the first evaluations after the design, by expected improvement."""
+
+    until: int = 150  # they propose while the pool holds fewer successful evaluations than this; 0 = never
+    members: int = 1  # Gaussian-process members (more than one: each on its own bootstrap of the pool)
+    per_round: int = 1  # proposals per round (each fantasized at its predicted mean before the next)
+    y_transform: str = "standardize"  # targets: standardized values (standardize) or normal scores of ranks (rank)
+    design: int = 0  # the initial design when search.n_init is 0 and the phase is on; 0 = max(10, dim + 1)
+    candidates: int = 1024  # Sobol candidates whose best start the climbs of expected improvement
+    starts: int = 10  # climbs per proposal: the best candidates and the best point so far
+    ascent_steps: int = 100  # Adam steps of each climb, the step shrinking from 0.05 to 1e-4
+
+
+@dataclass
 class SearchConfig:
     """How the networks are turned into proposals."""
 
     mode: str = "surrogate"  # surrogate: ascents run on the networks | original: each step evaluated
-    init_design: str = "sobol"  # sobol | lhs | random
-    n_init: int = 0  # initial design size; 0 = auto (max(20, 6 * dim), at most budget / 4)
+    init_design: str = "lhs"  # lhs (a Latin hypercube) | sobol | random
+    n_init: int = 0  # initial design size; 0 = auto (max(10, dim + 1) before the kernel phase, else
+    # max(20, 6 * dim); at most budget / 4)
     proposals_per_round: int = 10  # ascent proposals per round, at most one per member; 0 = one per member (with
     # 30 members, 10 reach x* to 1.8e-8 at 1000 Hartmann-6 evaluations against 1.3e-5: more rounds, more polishing)
     gaussian_per_round: int = 4  # refinements per round: the polishing step and Gaussian samples around the
@@ -124,6 +139,8 @@ class SearchConfig:
     restarts: RestartsConfig = field(default_factory=RestartsConfig)
     polish: PolishConfig = field(default_factory=PolishConfig)
     original: OriginalConfig = field(default_factory=OriginalConfig)
+    kernel: KernelConfig = field(default_factory=KernelConfig)
+    repeat: int = 1  # evaluations that repeat the best design point (tells noise from roughness, see README)
 
 
 # search keys of the previous version (flat) and where they live now; accepted, with a warning, for one version
@@ -361,6 +378,15 @@ def _check_search(search: DictConfig) -> None:
     need(rst.patience >= 0, "search.restarts.patience", rst.patience, "must be >= 0 (0 = never restart)")
     need(0 < search.polish.min_fit <= 1, "search.polish.min_fit", search.polish.min_fit, "must lie in (0, 1]")
     need(search.original.steps >= 1, "search.original.steps", search.original.steps, "must be >= 1")
+    need(search.repeat >= 0, "search.repeat", search.repeat, "must be >= 0")
+    ker = search.kernel
+    need(ker.until >= 0, "search.kernel.until", ker.until, "must be >= 0 (0 = the networks propose from the start)")
+    need(ker.members >= 1, "search.kernel.members", ker.members, "needs at least one member")
+    need(ker.per_round >= 1, "search.kernel.per_round", ker.per_round, "must be >= 1")
+    need(ker.y_transform in ("standardize", "rank"), "search.kernel.y_transform", ker.y_transform,
+         "choose standardize or rank")
+    need(ker.starts >= 1 and ker.candidates >= ker.starts, "search.kernel.starts", ker.starts,
+         "must be >= 1 and at most search.kernel.candidates")
 
 
 def _check_evaluator(ev: DictConfig) -> None:

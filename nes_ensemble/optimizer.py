@@ -124,8 +124,9 @@ class Optimizer:
     # ------------------------------------------------------------------ what the run holds
     @property
     def best(self) -> tuple[np.ndarray, float] | tuple[None, None]:
-        """(x, y) of the best evaluation so far, in the user's coordinates and sign."""
-        i = self.pool.best_index()
+        """(x, y) of the recommended evaluation, in the user's coordinates and sign: the best so far, or under
+        noise (once a repeated evaluation showed it) the near-best point the model believes best."""
+        i = self.proposer.recommend(self.ledger)
         if i is None:
             return None, None
         return self.box.to_native(self.pool.x[i]), float(self.sign * self.pool.y[i])
@@ -160,9 +161,10 @@ class Optimizer:
 
     def metrics(self) -> dict[str, float]:
         """Plain numbers describing the run now, for progress and tracking."""
-        _, best_y = self.best
-        return {"best_y": float("nan") if best_y is None else best_y, "evaluations": float(len(self.pool)),
-                **self.proposer.metrics(self.ledger), "failed_evaluations": float(len(self.pool) - self.pool.ok.sum())}
+        i = self.pool.best_index()
+        return {"best_y": float("nan") if i is None else float(self.sign * self.pool.y[i]),
+                "evaluations": float(len(self.pool)), **self.proposer.metrics(self.ledger),
+                "failed_evaluations": float(len(self.pool) - self.pool.ok.sum())}
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+NETWORKS = ["search.kernel.until=0", "search.repeat=0", "search.init_design=sobol"]  # no kernel phase
 FAST = ["ensemble.members=3", "ensemble.train_steps_initial=60", "ensemble.train_steps=10", "progress=false"]
 
 
@@ -88,7 +89,7 @@ def test_lineage_is_a_tree_of_nested_mlflow_runs(tmp_path):
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
-    proc = run_app(["problem=branin", "budget=40", "evolution.every=10", "evolution.parents=2",
+    proc = run_app([*NETWORKS, "problem=branin", "budget=40", "evolution.every=10", "evolution.parents=2",
                     "evolution.children=2", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}", *FAST], tmp_path)
     assert proc.returncode == 0, proc.stderr
     events = json.loads((run_dir / "lineage.json").read_text())

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from traces import NETWORKS  # the networks from the first round (no kernel phase)
 
 import nes_ensemble as ne
 from nes_ensemble.config import EnsembleConfig, EvolutionConfig
@@ -74,7 +75,8 @@ def test_sparsity_changes_of_a_fork_keep_its_function():
 
 def test_a_nes_run_records_consistent_lineage_and_differs_from_sgd():
     p = ne.make_problem("branin")
-    overrides = dict(budget=80, seed=0, ensemble={"members": 4}, evolution={"every": 20, "parents": 2, "children": 3})
+    overrides = dict(budget=80, seed=0, ensemble={"members": 4}, evolution={"every": 20, "parents": 2, "children": 3},
+                     search=NETWORKS)
     nes = ne.optimize(p, p.bounds, strategy="nes", **overrides)
     sgd = ne.optimize(p, p.bounds, strategy="sgd", **overrides)
     assert sgd.lineage == []
@@ -99,7 +101,7 @@ def test_a_nes_run_records_consistent_lineage_and_differs_from_sgd():
 
 def test_nes_run_is_reproducible_and_resumes_exactly(tmp_path):
     p = ne.make_problem("branin")
-    cfg = dict(ensemble={"members": 4}, evolution={"every": 15, "parents": 2, "children": 2})
+    cfg = dict(ensemble={"members": 4}, evolution={"every": 15, "parents": 2, "children": 2}, search=NETWORKS)
     a = ne.Optimizer(p.bounds, config=cfg, seed=5)
     b = ne.Optimizer(p.bounds, config=cfg, seed=5)
     for step in range(6):

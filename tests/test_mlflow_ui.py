@@ -35,7 +35,8 @@ def _free_port() -> int:
 def tracked_run(tmp_path):
     """A small run whose evolution replaces members (a copy nested under its source) and forks the copies."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = ["problem=branin", "budget=60", "seed=1", "evolution.every=10", "evolution.replace_factor=1.01",
+    networks = ["search.kernel.until=0", "search.repeat=0", "search.init_design=sobol"]  # no kernel phase
+    args = [*networks, "problem=branin", "budget=60", "seed=1", "evolution.every=10", "evolution.replace_factor=1.01",
             "evolution.parents=2", "evolution.children=2", "ensemble.members=4", "ensemble.activations=[tanh]",
             "ensemble.train_steps_initial=60", "ensemble.train_steps=10", "progress=false",
             f"tracking.uri={uri}", f"hydra.run.dir={tmp_path}/run"]

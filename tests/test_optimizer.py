@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from traces import NETWORKS  # the networks from the first round (no kernel phase): for tests of the networks
 
 import nes_ensemble as ne
 
@@ -26,7 +27,7 @@ def test_optimize_calls_fn_exactly_budget_times_and_never_outside_bounds():
     np.testing.assert_array_equal(result.X, X)
     assert result.best_y == pytest.approx(max(sphere(x) for x in X))
     assert list(result.history["evaluation"]) == list(range(37))
-    assert set(result.history["source"]) <= {"initial", "ascent", "gaussian", "quadratic", "random"}
+    assert set(result.history["source"]) <= {"initial", "repeat", "kernel", "ascent", "gaussian", "quadratic"}
 
 
 def test_batched_fn_and_minimize():
@@ -68,7 +69,7 @@ def test_ask_again_before_tell_gives_new_points_and_tell_in_any_order():
 def test_free_workers_get_more_design_points_while_the_initial_design_is_out():
     from nes_ensemble.search import initial_design
 
-    opt = ne.Optimizer([(0, 1)] * 3, config={"search": {"n_init": 8}}, seed=0)
+    opt = ne.Optimizer([(0, 1)] * 3, config={"search": {**NETWORKS, "n_init": 8}}, seed=0)
     X = opt.ask(8)
     opt.tell(X[:6], -np.sum(X[:6] ** 2, 1))  # two design points still pending
     x = opt.ask(1)[0]
@@ -82,7 +83,7 @@ def test_free_workers_get_more_design_points_while_the_initial_design_is_out():
 def test_with_evaluations_always_in_flight_the_design_still_ends():
     # three in flight and told oldest first, as a Ray pool returns them one by one: some design point is
     # always pending, yet once the design is told the networks plan (it grows by at most 2 points)
-    opt = ne.Optimizer([(0, 1)] * 2, seed=0, config={"search": {"n_init": 8}, **SMALL})
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, config={"search": {**NETWORKS, "n_init": 8}, **SMALL})
     flight = list(opt.ask(3))
     for _ in range(30):
         x = flight.pop(0)
@@ -132,7 +133,8 @@ def test_unknown_or_mistyped_config_keys_fail_with_their_name():
 def test_search_keys_of_the_previous_version_work_with_a_warning_that_names_the_new_key():
     with pytest.warns(FutureWarning, match="search.basins is now search.regions.basins"):
         old = ne.Optimizer([(0, 1)], search={"basins": 2, "polish": False, "ascent_lr": 0.01})
-    new = ne.Optimizer([(0, 1)], search={"regions": {"basins": 2}, "polish": {"enabled": False}, "ascent": {"lr": 0.01}})
+    new = ne.Optimizer([(0, 1)], search={"regions": {"basins": 2}, "polish": {"enabled": False},
+                                         "ascent": {"lr": 0.01}})
     assert old.cfg == new.cfg
     with pytest.raises(ValueError, match="search.regions.until"):
         ne.Optimizer([(0, 1)], search__regions__until=1.5)
@@ -195,7 +197,7 @@ def test_noisy_branin_gets_close_to_a_global_optimum():
 
 def test_restart_leaves_a_stagnant_basin_and_proposes_outside_it():
     result = ne.optimize(sphere, [(0, 1)] * 2, budget=120, seed=0,
-                         search={"restarts": {"patience": 2, "radius": 0.1}}, **SMALL)
+                         search={**NETWORKS, "restarts": {"patience": 2, "radius": 0.1}}, **SMALL)
     restarts = [e for e in result.lineage if e["event"] == "restart"]
     assert restarts, "a converged search on a sphere must stagnate and restart"
     basin = np.array(restarts[0]["basin"])
@@ -209,11 +211,12 @@ def test_restart_leaves_a_stagnant_basin_and_proposes_outside_it():
 
 def test_a_runner_up_region_climbs_to_the_global_basin_that_the_best_design_point_misses():
     """Hartmann-6, seed 19: the best point of the initial design lies in the local maximum's basin, and
-    the default search ends there; with a runner-up region (search.regions.basins=2) the region's own members
+    the networks alone end there; with a runner-up region (search.regions.basins=2) the region's own members
     climb from the best design point apart from it, reach the global basin and take the lead."""
     h6 = ne.make_problem("hartmann6")
-    single = ne.optimize(h6, h6.bounds, budget=300, seed=19)
-    regions = ne.optimize(h6, h6.bounds, budget=300, seed=19, search={"regions": {"basins": 2, "share": 0.4}})
+    single = ne.optimize(h6, h6.bounds, budget=300, seed=19, search=NETWORKS)
+    regions = ne.optimize(h6, h6.bounds, budget=300, seed=19,
+                          search={**NETWORKS, "regions": {"basins": 2, "share": 0.4}})
     assert h6.regret(single.best_x) > 0.1
     assert h6.regret(regions.best_x) < 0.01
     owners = regions.history[regions.history.member >= 6]  # members 6..9 climb the runner-up region
@@ -229,7 +232,7 @@ def last_region_refinement(regions: dict) -> int:
     """Index of the last evaluation that refines the runner-up region (its owner, member 3, proposes it)."""
     small = {"ensemble": {"members": 4, "train_steps_initial": 40, "train_steps": 5}}
     result = ne.optimize(two_peaks, [(0, 1)] * 2, budget=120, seed=0,
-                         search={"regions": {"basins": 2, "share": 0.25, **regions}}, **small)
+                         search={**NETWORKS, "regions": {"basins": 2, "share": 0.25, **regions}}, **small)
     h = result.history.reset_index(drop=True)
     owned = h[(h.member == 3) & h.source.isin(["gaussian", "quadratic"])]
     assert len(owned) > 0
@@ -251,7 +254,7 @@ def test_a_runner_up_region_that_stops_gaining_closes():
 def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_proposals():
     # 30 members proposing one point each made rounds of 34, too few of them polishing steps
     opt = ne.Optimizer([(0, 1)] * 2, seed=0, config={"ensemble": {"members": 12, "train_steps_initial": 20,
-                                                                  "train_steps": 5}})
+                                                                  "train_steps": 5}, "search": NETWORKS})
     f = lambda X: -np.sum((X - 0.3) ** 2, axis=1)  # noqa: E731
     X = opt.ask()
     opt.tell(X, f(X))
@@ -268,11 +271,16 @@ def test_a_round_of_a_large_population_makes_at_most_proposals_per_round_ascent_
 
 def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured_size():
     # Hartmann-6 at 60: 15 design points leave 45 evaluations, three rounds of 10 + 4 at most
-    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60).proposer.round_size() == (3, 1)
+    net = {"search": NETWORKS}
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60, **net).proposer.round_size() == (3, 1)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=300, **net).proposer.round_size() == (10, 4)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60,
+                        search={**NETWORKS, "min_rounds": 0}).proposer.round_size() == (10, 4)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, **net).proposer.round_size() == (10, 4)  # budget unknown (ask / tell)
+    # after the default kernel phase (150 evaluations): 150 left at 300, rounds of the configured size
     assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=300).proposer.round_size() == (10, 4)
-    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60, search={"min_rounds": 0}).proposer.round_size() == (10, 4)
-    assert ne.Optimizer([(0, 1)] * 6, seed=0).proposer.round_size() == (10, 4)  # budget unknown (ask / tell)
-    result = ne.optimize(lambda x: -float(np.sum((x - 0.3) ** 2)), [(0, 1)] * 6, budget=60, seed=0)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=250).proposer.round_size() == (7, 3)
+    result = ne.optimize(lambda x: -float(np.sum((x - 0.3) ** 2)), [(0, 1)] * 6, budget=60, seed=0, **net)
     rounds = result.history[result.history.source != "initial"].groupby("round").size()
     assert rounds.max() == 4 and len(rounds) >= 10
 
@@ -283,7 +291,7 @@ def test_ascent_radius_holds_each_climb_near_its_start_and_a_short_run_has_one_b
              ({"budget": 40}, 0.05, True),  # rounds shrink: search.ascent.short_radius (0.05) holds them
              ({"budget": 300}, 0.0, False), ({"budget": 40, "search": {"ascent": {"short_radius": 0.0}}}, 0.0, False)]
     for config, radius, inside in cases:
-        opt = ne.Optimizer([(0, 1)] * 3, seed=0, **config)
+        opt = ne.Optimizer([(0, 1)] * 3, seed=0, **{**config, "search": {**NETWORKS, **config.get("search", {})}})
         X = opt.ask()
         far: list[float] = []
         for _ in range(4):  # a few rounds, so that some ascents start from a sibling's best point

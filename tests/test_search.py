@@ -1,4 +1,5 @@
 import numpy as np
+from traces import NETWORKS  # the networks from the first round (no kernel phase)
 
 import nes_ensemble as ne
 from nes_ensemble.search import quadratic_step
@@ -37,8 +38,9 @@ def test_polish_finds_a_smooth_maximum_far_below_the_networks_resolution():
     def fn(x):
         return float(_bowl(x))
 
-    polished = ne.optimize(fn, [(0, 1)] * 3, budget=60, seed=0, **small)
-    plain = ne.optimize(fn, [(0, 1)] * 3, budget=60, seed=0, search={"polish": {"enabled": False}}, **small)
+    polished = ne.optimize(fn, [(0, 1)] * 3, budget=60, seed=0, search=NETWORKS, **small)
+    plain = ne.optimize(fn, [(0, 1)] * 3, budget=60, seed=0, search={**NETWORKS, "polish": {"enabled": False}},
+                        **small)
     assert "quadratic" in set(polished.history["source"])
     assert polished.best_y > -1e-10
     assert plain.best_y < -1e-6  # the networks and the Gaussian steps alone stop well short of it

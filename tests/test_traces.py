@@ -28,6 +28,7 @@ def test_reference_runs_are_unchanged_bit_for_bit():
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     traces = json.loads(proc.stdout)["traces"]
+    assert set(traces) == set(recorded["traces"]), "every case has a recorded digest (python tests/traces.py --write)"
     compared, skipped = [], []
     for name, want in recorded["traces"].items():
         libs = NEEDS[name.split(":")[0]]

@@ -38,28 +38,35 @@ LIBRARIES = ("torch", "numpy", "scipy", "evotorch", "optuna")
 SMALL = {"members": 4, "widths": [16, 32], "train_steps_initial": 60, "train_steps": 10}
 EVOLVE = {"every": 12, "parents": 2, "children": 2, "fork_steps": 10}
 ES = 4  # strategy.es_popsize
+# the networks from the first round, as in 0.1 (the kernel phase, the default since 0.2, is traced by "default")
+NETWORKS = {"init_design": "sobol", "repeat": 0, "kernel": {"until": 0}}
 
 # name -> (problem, dim, budget, strategy, overrides)
 CASES: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
-    "nes": ("ackley", 3, 48, "nes", {"ensemble": SMALL, "evolution": EVOLVE}),
-    "sgd": ("ackley", 3, 40, "sgd", {"ensemble": SMALL}),
-    "es": ("branin", 2, 36, "es", {"ensemble": SMALL, "strategy__es_popsize": ES}),
-    "nes_es": ("branin", 2, 40, "nes_es", {"ensemble": SMALL, "strategy__es_popsize": ES, "evolution": EVOLVE}),
+    "nes": ("ackley", 3, 48, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": NETWORKS}),
+    "sgd": ("ackley", 3, 40, "sgd", {"ensemble": SMALL, "search": NETWORKS}),
+    "es": ("branin", 2, 36, "es", {"ensemble": SMALL, "strategy__es_popsize": ES, "search": NETWORKS}),
+    "nes_es": ("branin", 2, 40, "nes_es", {"ensemble": SMALL, "strategy__es_popsize": ES, "evolution": EVOLVE,
+                                           "search": NETWORKS}),
     "original_windows": ("branin", 2, 60, "nes", {
         "ensemble": SMALL, "evolution": EVOLVE,
-        "search": {"mode": "original", "n_init": 12, "windows": True, "window_size": 10, "rotate_every": 20,
+        "search": {**NETWORKS, "mode": "original", "n_init": 12, "windows": True, "window_size": 10, "rotate_every": 20,
                    "original_steps": 4, "original_gaussian": 2}}),
     "regions_patience": ("branin", 2, 60, "nes", {
         "ensemble": SMALL, "evolution": EVOLVE,
-        "search": {"basins": 2, "basin_share": 0.5, "region_patience": 2, "basins_until": 0.9}}),
-    "restarts": ("rosenbrock", 2, 70, "sgd", {"ensemble": SMALL, "search": {"restart_patience": 2}}),
-    "polish_off": ("ackley", 3, 40, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"polish": False}}),
+        "search": {**NETWORKS, "basins": 2, "basin_share": 0.5, "region_patience": 2, "basins_until": 0.9}}),
+    "restarts": ("rosenbrock", 2, 70, "sgd", {"ensemble": SMALL, "search": {**NETWORKS, "restart_patience": 2}}),
+    "polish_off": ("ackley", 3, 40, "nes", {"ensemble": SMALL, "evolution": EVOLVE,
+                                           "search": {**NETWORKS, "polish": False}}),
     "select_ucb_rotate": ("levy", 3, 40, "sgd", {
-        "ensemble": SMALL, "search": {"select": "ucb", "assignment": "rotate", "ascent_radius": 0.2}}),
+        "ensemble": SMALL, "search": {**NETWORKS, "select": "ucb", "assignment": "rotate", "ascent_radius": 0.2}}),
     "random": ("ackley", 3, 30, "random", {}),
     "sobol": ("ackley", 3, 30, "sobol", {}),
     "cmaes": ("ackley", 3, 30, "cmaes", {"ensemble": SMALL}),  # a small population in its v1 checkpoint
     "tpe": ("ackley", 3, 25, "tpe", {}),
+    # the default: a Latin hypercube, one repeat, the kernel phase (shortened), then the networks
+    "default": ("hartmann6", 6, 40, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"kernel": {
+        "until": 30, "candidates": 256, "ascent_steps": 20}}}),
 }
 
 
@@ -112,7 +119,7 @@ def run_async() -> dict[str, Any]:
     import nes_ensemble as ne
 
     f = objective("branin", 2)
-    opt = ne.Optimizer(f.bounds, seed=1, direction="minimize", ensemble=SMALL, evolution=EVOLVE)
+    opt = ne.Optimizer(f.bounds, seed=1, direction="minimize", ensemble=SMALL, evolution=EVOLVE, search=NETWORKS)
     flight = list(opt.ask(3))
     for _ in range(45):
         x = flight.pop(0)

@@ -57,6 +57,11 @@ class Proposer(ABC):
         answering no proposal of this run). May return which queued proposals to withdraw."""
         return None
 
+    def recommend(self, ledger: Ledger) -> int | None:
+        """The pool index of the point to recommend (None while no evaluation succeeded): the best observation
+        unless the proposer knows better."""
+        return ledger.pool.best_index()
+
     def metrics(self, ledger: Ledger) -> dict[str, float]:
         """Numbers that describe the proposer now, for progress and tracking."""
         return {}

@@ -15,8 +15,10 @@ import numpy as np
 from ..ensemble import Ensemble
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance, SamplePool
+from ..recommendation import noise_seen, recommend
 from ..search import Schedule, initial_design
 from .base import Proposer, RunSetup
+from .kernel import KernelSearch
 from .planning import sibling_bests
 
 
@@ -29,14 +31,22 @@ class NetworkProposer(Proposer):
         self.schedule = Schedule.start(self.cfg.search)
         self.round = 0
         self.ascent_tally = [0, 0]  # successes, trials since the last schedule update
+        ker, surrogate = self.cfg.search.kernel, self.cfg.search.mode == "surrogate"  # not the original scheme
+        self.kernel = KernelSearch(self.dim, ker, ker.y_transform, self.seed, self.rng) \
+            if ker.until > 0 and surrogate else None
+        self.n_repeats = self.cfg.search.repeat if surrogate else 0
         self.n_design = self.design_size  # initial-design points handed out (more while the design is out)
         self.designed = False  # whether the initial design has been planned
+        self.repeats = 0  # repeated evaluations of the best point handed out
+        self._recommended: tuple[int, int | None] = (-1, None)  # (pool size, index) of the last recommendation
         self.events = self.ensemble.births()
 
     def auto_design(self) -> int:
-        """The initial design's size when ``search.n_init`` is 0: 6 per dimension, at least 20, at most a quarter
-        of a known budget."""
-        n = max(20, 6 * self.dim)
+        """The initial design's size when ``search.n_init`` is 0: before the kernel phase max(10, dim + 1) (or
+        ``search.kernel.design``), for the networks 6 per dimension, at least 20; at most a quarter of a known
+        budget."""
+        ker = self.cfg.search.kernel
+        n = (ker.design or max(10, self.dim + 1)) if self.kernel is not None else max(20, 6 * self.dim)
         budget = self.cfg.budget
         return min(n, max(2, budget // 4)) if budget else n
 
@@ -65,6 +75,14 @@ class NetworkProposer(Proposer):
             return [Proposal(x, Provenance("initial"))]
         if ledger.pool.ok.sum() < 2:  # nothing to learn from yet (every ask so far still pending): at random
             return [Proposal(self.rng.random(self.dim), Provenance("random", round=self.round))]
+        if self.repeats < self.n_repeats and self._designs_told(ledger) >= self.design_size:
+            # the best point once more: a different value tells noise from a rugged landscape (recommendation)
+            self.repeats += 1
+            best = ledger.pool.best_index()
+            return [Proposal(ledger.pool.x[best].copy(), Provenance("repeat", round=self.round))]
+        if self.kernel is not None and self.kernel.active(ledger):
+            self.round += 1
+            return self.kernel.plan(ledger, self.cfg.search.kernel.per_round, self.round)
         self.events += self.ensemble.train(ledger.pool)
         self.round += 1
         return self.plan_round(ledger)
@@ -80,11 +98,13 @@ class NetworkProposer(Proposer):
 
     def round_size(self) -> tuple[int, int]:
         """Ascent and Gaussian proposals per round: the configured sizes, made smaller when the budget
-        leaves fewer than ``search.min_rounds`` rounds of them after the initial design (a short run
-        learns more from several small rounds than from a few large ones)."""
+        leaves fewer than ``search.min_rounds`` rounds of them after the initial design and the kernel phase
+        (a short run learns more from several small rounds than from a few large ones)."""
         s = self.cfg.search
         n_prop, n_gauss = self.configured_round()
-        left = (self.cfg.budget or 0) - self.n_design
+        until = self.cfg.search.kernel.until if self.kernel is not None else 0
+        networks_from = max(self.n_design, until)  # the kernel phase, if any, comes first
+        left = (self.cfg.budget or 0) - networks_from
         if self.cfg.budget and s.min_rounds and left < s.min_rounds * (n_prop + n_gauss):
             f = max(left, 0) / (s.min_rounds * (n_prop + n_gauss))
             n_prop, n_gauss = max(1, round(n_prop * f)), min(n_gauss, max(1, round(n_gauss * f)))
@@ -123,6 +143,15 @@ class NetworkProposer(Proposer):
             self.ascent_tally = [0, 0]
         return None
 
+    def recommend(self, ledger: Ledger) -> int | None:
+        """The best observation, or, once a repeated evaluation has shown noise, the near-best point with the
+        highest posterior mean (``recommendation``); computed once per pool size."""
+        pool = ledger.pool
+        if self._recommended[0] != len(pool):
+            noisy = noise_seen(pool.x, pool.y)
+            self._recommended = (len(pool), recommend(pool.x, pool.y) if noisy else pool.best_index())
+        return self._recommended[1]
+
     def metrics(self, ledger: Ledger) -> dict[str, float]:
         """The networks' error and disagreement, the schedule, the population and the round."""
         return {"surrogate_error": self.ensemble.surrogate_error, "ascent_steps": self.schedule.steps,
@@ -136,7 +165,8 @@ class NetworkProposer(Proposer):
         sch = self.schedule
         return {"ensemble": self.ensemble.state_dict(), "schedule": [sch.steps, sch.sigma, sch.success_rate],
                 "round": self.round, "ascent_tally": list(self.ascent_tally), "n_design": self.n_design,
-                "designed": self.designed}
+                "designed": self.designed, "repeats": self.repeats,
+                **({"kernel": self.kernel.state_dict()} if self.kernel else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
@@ -145,3 +175,6 @@ class NetworkProposer(Proposer):
         self.round, self.n_design = int(state["round"]), int(state["n_design"])
         self.ascent_tally = [int(v) for v in state["ascent_tally"]]
         self.designed = bool(state["designed"])
+        self.repeats = int(state.get("repeats", 0))
+        if self.kernel is not None and "kernel" in state:
+            self.kernel.load_state_dict(state["kernel"])
