@@ -94,6 +94,21 @@ class FailureStreak:
                                   "(0 = never stop) if failures are expected")
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` while the block runs (None: left as they are), then restored: a run's
+    small tensors gain nothing from more threads, and several runs on one machine stop fighting over cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run(opt: Driven, fn: Callable, budget: int, callback: Callable[[Any], None] | None = None,
         batched: bool = False, stop: StopFlag | None = None) -> None:
     """Evaluate ``fn`` (one x in the user's box -> float in the user's sign; ``batched``: [m, n] -> [m]) until the

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import checkpoint
 from .config import make_config
 from .ledger import Ledger, Proposal
-from .loop import run
+from .loop import run, torch_threads
 from .pool import Journal
 from .proposers.base import RunSetup
 from .proposers.registry import make_proposer
@@ -221,13 +221,14 @@ class Optimizer:
 def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int | None = 0,
              strategy: str = "nes", *, batched: bool = False, direction: str = "maximize",
              callback: Callable[[Optimizer], None] | None = None, evaluator: str | Mapping[str, Any] | None = None,
-             n_workers: int | None = None, **overrides: Any) -> Result:
+             n_workers: int | None = None, threads: int | None = 1, **overrides: Any) -> Result:
     """Maximize (or minimize) ``fn`` over ``bounds`` with exactly ``budget`` evaluations.
 
     ``fn`` maps one x [n] to a float (``batched=True``: [m, n] -> [m]). Keyword ``overrides`` set
     config keys: ``ensemble={"members": 20}``, ``search__mode="original"``. ``callback(opt)`` runs
     after every round of evaluations (progress bars, tracking). ``evaluator="processes"`` or
-    ``"ray"`` with ``n_workers=4`` evaluates that many points at once.
+    ``"ray"`` with ``n_workers=4`` evaluates that many points at once. torch uses ``threads`` CPU threads
+    while it runs (None: torch's own setting), as on the command line.
     """
     if not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ValueError(f"budget={budget!r}: must be a positive integer")
@@ -237,9 +238,10 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300,
     if ev:
         overrides["evaluator"] = ev
     start = time.perf_counter()
-    opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=int(budget),
-                    **overrides)
-    run(opt, fn, int(budget), callback, batched)
+    with torch_threads(threads):
+        opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=int(budget),
+                        **overrides)
+        run(opt, fn, int(budget), callback, batched)
     best_x, best_y = opt.best
     return Result(best_x, best_y, opt.box.to_native(opt.pool.x), opt.sign * opt.pool.y, opt.history(),
                   list(opt.events), time.perf_counter() - start)

@@ -302,3 +302,24 @@ def test_ascent_radius_holds_each_climb_near_its_start_and_a_short_run_has_one_b
                     if q.provenance.source == "ascent" and q.provenance.sibling >= 0]
         assert far
         assert (max(far) <= radius + 1e-6) == inside
+
+
+def test_optimize_runs_torch_on_one_thread_unless_told_and_restores_the_setting():
+    import torch
+
+    before = torch.get_num_threads()
+    seen = []
+
+    def fn(x):
+        seen.append(torch.get_num_threads())
+        return sphere(x)
+
+    torch.set_num_threads(2)
+    try:
+        ne.optimize(fn, [(0, 1)] * 2, budget=12, seed=0, **SMALL)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        ne.optimize(fn, [(0, 1)] * 2, budget=12, seed=0, threads=None, **SMALL)
+        assert set(seen) == {2}
+    finally:
+        torch.set_num_threads(before)
