@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .kernel_members import MIN_NOISE, KernelMembers
+from .targets import train_targets
 
 MAX_POINTS = 300  # the best evaluations the model is fitted to (a cubic cost; the band lies among them anyway)
 MIN_POINTS = 8  # fewer evaluations than this: the best observation
@@ -44,8 +45,7 @@ def recommend(x: np.ndarray, y: np.ndarray) -> int | None:
     if ok.size < MIN_POINTS or np.ptp(y[ok]) == 0:
         return best
     top = ok[np.argsort(-y[ok], kind="stable")[:MAX_POINTS]]
-    mu, sd = y[top].mean(), y[top].std()
-    z = (y[top] - mu) / sd
+    z = train_targets(y[top], "standardize")
     member = KernelMembers(x.shape[1], 1)
     member.fit(x[top], z)
     noise_sd = float(np.sqrt(np.exp(member.log_noise.item()) + MIN_NOISE))

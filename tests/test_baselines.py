@@ -81,3 +81,10 @@ def test_tpe_runs_when_its_extra_is_installed():
     pytest.importorskip("optuna")
     result = ne.optimize(sphere, BOUNDS, budget=40, seed=0, strategy="tpe")
     assert len(result.X) == 40 and result.best_y > -0.5
+
+
+def test_optunas_gp_sampler_finds_the_sphere_optimum_when_its_extra_is_installed():
+    pytest.importorskip("optuna")
+    result = ne.optimize(sphere, BOUNDS, budget=25, seed=0, strategy="ogp")
+    assert len(result.X) == 25 and result.best_y > -1e-2  # a Gaussian process nails a smooth bowl
+    assert (result.history.source == "ogp").all()  # each point says which baseline proposed it

@@ -69,7 +69,7 @@ def test_a_round_of_several_proposals_spreads_them_out():
     from nes_ensemble.pool import Provenance
 
     pool.pool.add(x, y, [Provenance("initial")] * len(y))
-    search = KernelSearch(2, OmegaConf.structured(KernelConfig(until=50)), "standardize", 0,
+    search = KernelSearch(2, OmegaConf.structured(KernelConfig(until=50)), 0,
                           np.random.default_rng(0))
     out = search.plan(pool, 3, 1)
     points = np.stack([p.x for p in out])

@@ -27,22 +27,22 @@ from ..targets import poisson_weights, train_targets
 class KernelSearch:
     """Expected-improvement proposals from ``search.kernel.members`` Gaussian-process members."""
 
-    def __init__(self, dim: int, cfg: DictConfig, y_transform: str, seed: int, rng: np.random.Generator):
-        self.cfg, self.dim, self.y_transform, self.seed, self.rng = cfg, dim, y_transform, seed, rng
+    def __init__(self, dim: int, cfg: DictConfig, seed: int, rng: np.random.Generator):
+        self.cfg, self.dim, self.seed, self.rng = cfg, dim, seed, rng
         self.members = KernelMembers(dim, cfg.members)
         self.fits = 0  # fits so far: each round draws a fresh set of candidates
 
     def active(self, ledger: Ledger) -> bool:
         """Whether the phase still proposes: the pool holds fewer than ``until`` successful evaluations."""
-        return self.cfg.until > 0 and int(ledger.pool.ok.sum()) < self.cfg.until
+        return int(ledger.pool.ok.sum()) < self.cfg.until
 
     def plan(self, ledger: Ledger, n: int, round: int) -> list[Proposal]:
         """``n`` proposals: fit the members, then in turn maximize expected improvement and fantasize the point."""
         pool = ledger.pool
         ok = pool.ok
         x = pool.x[ok]
-        y = train_targets(pool.y[ok], self.y_transform)
-        y = (y - y.mean()) / (y.std() + 1e-12)
+        y = train_targets(pool.y[ok], self.cfg.y_transform)
+        y = (y - y.mean()) / (y.std() + 1e-12)  # rank scores have a spread below 1
         k = self.members.size
         weights = None
         if k > 1:  # each member on its own bootstrap of the pool
