@@ -89,6 +89,9 @@ class Optimizer:
     def _plan(self) -> list[Proposal]:
         proposals = self.proposer.plan(self.ledger)
         self.ledger.events += self.proposer.take_events()
+        for p in proposals:  # a last guard: ask never hands out a point outside the box or with NaN in it
+            if not np.isfinite(p.x).all():
+                p.x = np.clip(np.nan_to_num(p.x, nan=0.5), 0.0, 1.0)
         return proposals
 
     def tell(self, X: np.ndarray, y: np.ndarray | Sequence[float], reasons: Sequence[str] | None = None) -> None:

@@ -155,7 +155,10 @@ def quadratic_step(X: np.ndarray, y: np.ndarray, center: np.ndarray, min_fit: fl
         return None
     z = (X[near] - center) / scale  # the neighbourhood in [-1, 1]^d, whatever its size
     t = y[near]
-    t = (t - t.mean()) / (t.std() + 1e-300)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = (t - t.mean()) / (t.std() + 1e-300)
+    if not np.isfinite(t).all():
+        return None
     iu = np.triu_indices(d)
 
     def features(u: np.ndarray) -> np.ndarray:

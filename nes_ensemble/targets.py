@@ -21,7 +21,13 @@ def train_targets(y: np.ndarray, kind: str) -> np.ndarray:
     if kind == "rank":
         ranks = np.argsort(np.argsort(y, kind="stable"), kind="stable")
         return norm.ppf((ranks + 0.5) / len(y))
-    return (y - y.mean()) / (y.std() + 1e-12)
+    return standardized(y)
+
+
+def standardized(y: np.ndarray) -> np.ndarray:
+    """``y`` shifted to mean 0 and scaled to spread 1. Values near the float limit (1e308) overflow the
+    sum of squares, so then ``y`` is first divided by its largest magnitude (the result is the same)."""
+    return score_targets(y, y, "standardize")
 
 
 def score_targets(values: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
@@ -29,6 +35,13 @@ def score_targets(values: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
     if kind == "rank":
         quantile = (np.searchsorted(np.sort(y), values) + 0.5) / (len(y) + 1)
         return norm.ppf(np.clip(quantile, 1e-6, 1 - 1e-6))
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, spread = y.mean(), y.std()
+        z = (values - mean) / (spread + 1e-12)
+    if (np.isfinite(z).all() and np.isfinite(spread)) or len(y) == 0:
+        return z
+    scale = max(np.abs(y).max(), np.abs(values).max())
+    y, values = y / scale, values / scale
     return (values - y.mean()) / (y.std() + 1e-12)
 
 

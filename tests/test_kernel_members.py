@@ -10,6 +10,7 @@ from nes_ensemble.config import KernelConfig
 from nes_ensemble.kernel_members import KernelMembers, log_expected_improvement, mixture_log_ei
 from nes_ensemble.proposers.kernel import KernelSearch
 from nes_ensemble.recommendation import noise_seen, recommend
+from nes_ensemble.targets import score_targets, standardized
 
 
 def _data(n=12, seed=0):
@@ -117,3 +118,11 @@ def test_a_noisy_run_recommends_a_point_whose_true_value_is_near_the_optimum():
     observed = result.X[int(np.argmax(result.y))]
     assert h6.regret(result.best_x) < 0.05
     assert h6.regret(result.best_x) < h6.regret(observed)
+
+
+def test_standardized_targets_of_values_near_the_float_limit_are_finite():
+    y = np.array([8.98e307, -8.98e307, 1e300, 0.0])
+    z = standardized(y)
+    assert np.isfinite(z).all()
+    np.testing.assert_allclose(z, standardized(y / 1e300), rtol=1e-9)
+    assert np.isfinite(score_targets(np.array([1.7e308]), y, "standardize")).all()

@@ -4,7 +4,7 @@ documented error (ValueError naming the problem); never an unexpected exception.
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import nes_ensemble as ne
@@ -82,6 +82,7 @@ def test_config_values_are_accepted_or_rejected_with_a_message_naming_the_key(ke
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(math.nan)),
                        min_size=12, max_size=12))
+@example(values=[math.nan] * 4 + [8.98846567431158e307] + [math.nan] * 4 + [8.988465674311579e307] + [math.nan] * 2)
 def test_optimize_survives_any_values_the_objective_returns(values):
     it = iter(values)
     result = ne.optimize(lambda x: next(it), [(0, 1)] * 2, budget=12, seed=0, evaluator={"max_failures": 0}, **FAST)

@@ -21,7 +21,7 @@ from scipy.stats import qmc
 from ..kernel_members import KernelMembers, mixture_log_ei
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance
-from ..targets import poisson_weights, train_targets
+from ..targets import poisson_weights, standardized, train_targets
 
 
 class KernelSearch:
@@ -42,7 +42,7 @@ class KernelSearch:
         ok = pool.ok
         x = pool.x[ok]
         y = train_targets(pool.y[ok], self.cfg.y_transform)
-        y = (y - y.mean()) / (y.std() + 1e-12)  # rank scores have a spread below 1
+        y = standardized(y)  # rank scores have a spread below 1
         k = self.members.size
         weights = None
         if k > 1:  # each member on its own bootstrap of the pool
@@ -99,6 +99,8 @@ class KernelSearch:
         with torch.no_grad():
             final = mixture_log_ei(self.members, x, best)
         i = int(torch.argmax(final))
+        if not torch.isfinite(x[i]).all():  # a degenerate fit (e.g. values near 1e308): a candidate instead
+            return raw[0].copy(), float("-inf")
         return x[i].numpy().copy(), float(final[i])
 
     def state_dict(self) -> dict[str, Any]:
