@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -208,9 +209,27 @@ class Optimizer:
             opt.ledger.requeue_pending()
         opt.ledger.journal = os.path.abspath(os.fspath(journal)) if journal is not None else saved["journal"]
         if opt.ledger.journal is not None:
-            rows = Journal.read(opt.ledger.journal)[len(opt.pool):]
+            rows = Journal.read(opt.ledger.journal)
+            opt._restore_journal({r["evaluation"] for r in rows})
+            rows = [r for r in rows if r["evaluation"] >= len(opt.pool)]
             opt.ledger.replay(rows, lambda: opt.ask(1)[0], opt.tell, opt._adopt)
         return opt
+
+    def _restore_journal(self, indices: set[int]) -> None:
+        """Write back the checkpoint's evaluations the journal lacks (a journal cut short, lines damaged), so the
+        journal stays the whole record; warn, since the file was changed outside the run."""
+        missing = [i for i in range(len(self.pool)) if i not in indices]
+        journal = Journal(self.ledger.journal)
+        torn = journal.cut_torn_tail()
+        if not missing and not torn:
+            return
+        pool, units = self.pool, self.pool.x[missing]
+        if missing:
+            journal.write([Journal.row(i, x, u, float(self.sign * pool.y[i]), pool.reasons[i], pool.provenance[i])
+                           for i, x, u in zip(missing, self.box.to_native(units), units)])
+        warnings.warn(f"{self.ledger.journal}: {'a torn last line was removed; ' if torn else ''}"
+                      f"{len(missing)} evaluations missing from it were written back from the checkpoint",
+                      stacklevel=3)
 
     def _adopt(self, rows: list[dict]) -> None:
         """Add recorded rows to the pool as they are, with the provenance they were evaluated with."""

@@ -89,8 +89,9 @@ class SamplePool:
 class Journal:
     """Append-only file of evaluations, one JSON line each, flushed and fsynced before ``write`` returns.
 
-    A crash can at worst leave a truncated last line, which ``read`` skips; nothing written before it
-    is ever rewritten.
+    A crash can at worst leave a torn last line. ``write`` cuts such a fragment off before it appends
+    (so it never swallows the next row), and ``read`` skips any line that is not a whole row and
+    keys rows by their evaluation index, so a damaged line costs that row only.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -100,24 +101,59 @@ class Journal:
     def write(self, rows: list[dict[str, Any]]) -> None:
         """Append rows, one JSON line each, and return once they are on disk."""
         text = "".join(json.dumps(row, allow_nan=True) + "\n" for row in rows)
+        self.cut_torn_tail()
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
 
+    def cut_torn_tail(self) -> int:
+        """Remove a last line that has no newline (a write cut short by a crash); returns the bytes removed."""
+        try:
+            with open(self.path, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size == 0:
+                    return 0
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return 0
+                start = max(0, size - (1 << 16))
+                while True:  # find the last newline, reading backwards in blocks
+                    f.seek(start)
+                    block = f.read(size - start)
+                    cut = block.rfind(b"\n")
+                    if cut >= 0:
+                        keep = start + cut + 1
+                        break
+                    if start == 0:
+                        keep = 0
+                        break
+                    start = max(0, start - (1 << 16))
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+                return size - keep
+        except FileNotFoundError:
+            return 0
+
     @staticmethod
     def read(path: str | os.PathLike) -> list[dict[str, Any]]:
-        """Every complete line of a journal (a torn last line from a crash is skipped)."""
+        """The journal's rows in evaluation order, one per index (the first written wins); lines that are not a
+        whole row (torn by a crash, edited by hand) are skipped."""
         if not os.path.exists(path):
             return []
-        rows = []
-        with open(path, encoding="utf-8") as f:
+        rows: dict[int, dict[str, Any]] = {}
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
-        return rows
+                    row = json.loads(line)
+                    index = int(row["evaluation"])
+                    if not isinstance(row["unit"], list) or "y" not in row:
+                        continue
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue
+                rows.setdefault(index, row)
+        return [rows[i] for i in sorted(rows)]
 
     @staticmethod
     def row(index: int, x_native: np.ndarray, x_unit: np.ndarray, y: float, reason: str, prov: Provenance) -> dict:

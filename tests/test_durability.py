@@ -205,6 +205,49 @@ def test_load_keeps_every_journal_row_of_a_run_with_evaluations_in_flight(tmp_pa
     assert back.n_evaluations == 33
 
 
+def _evaluate_some(opt, p, n):
+    for _ in range(n):
+        x = opt.ask(1)
+        opt.tell(x, p.evaluate(x))
+
+
+def test_a_torn_journal_resumed_twice_holds_every_evaluation_exactly_once(tmp_path):
+    p, journal = ne.make_problem("branin"), tmp_path / "j.jsonl"
+    cfg = {"ensemble": {"members": 3}, "search": {**NETWORKS, "n_init": 8}}
+    opt = ne.Optimizer(p.bounds, config=cfg, seed=3, journal=journal)
+    _evaluate_some(opt, p, 12)
+    opt.save(tmp_path / "c.pt")
+    _evaluate_some(opt, p, 6)  # 18 on disk, the checkpoint holds 12
+    text = journal.read_text()
+    journal.write_text(text + text.splitlines()[-1][:37])  # a kill mid-write of row 18 leaves a fragment
+    with pytest.warns(UserWarning, match="torn last line"):
+        back = ne.Optimizer.load(tmp_path / "c.pt")
+    assert back.n_evaluations == 18
+    _evaluate_some(back, p, 5)  # 23 evaluations; the process dies again without a checkpoint
+    again = ne.Optimizer.load(tmp_path / "c.pt")
+    assert again.n_evaluations == 23
+    np.testing.assert_array_equal(again.pool.x, back.pool.x)
+    _evaluate_some(again, p, 2)
+    rows = Journal.read(journal)
+    assert [r["evaluation"] for r in rows] == list(range(25))
+    assert len(journal.read_text().splitlines()) == 25  # nothing repeated, no fragment left in the file
+
+
+def test_a_journal_cut_short_by_hand_gets_the_checkpoints_rows_back(tmp_path):
+    p, journal = ne.make_problem("branin"), tmp_path / "j.jsonl"
+    opt = ne.Optimizer(p.bounds, config={"ensemble": {"members": 3}}, seed=0, journal=journal)
+    _evaluate_some(opt, p, 15)
+    opt.save(tmp_path / "c.pt")
+    journal.write_text("".join(journal.read_text().splitlines(keepends=True)[:9]))
+    with pytest.warns(UserWarning, match="6 evaluations missing from it were written back"):
+        back = ne.Optimizer.load(tmp_path / "c.pt")
+    rows = Journal.read(journal)
+    assert [r["evaluation"] for r in rows] == list(range(15))
+    np.testing.assert_allclose([r["y"] for r in rows], opt.history().y)
+    np.testing.assert_allclose(np.array([r["x"] for r in rows]), opt.history()[["x0", "x1"]].to_numpy())
+    assert back.n_evaluations == 15
+
+
 @pytest.mark.parametrize("args, words", [
     (["problem=callable", "problem.fn=math.hypot", "problem.bounds=[[1,0]]"], "low"),
     (["budget=5", "search.n_init=20"], "budget"),
