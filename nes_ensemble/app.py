@@ -6,6 +6,7 @@ writes the history and plots into the Hydra run directory and tracks the run in 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -56,8 +57,10 @@ def run_name(cfg: DictConfig, problem: Problem) -> str:
 CHECKPOINT, JOURNAL, CONFIG = "checkpoint.pt", "evaluations.jsonl", "config.yaml"
 
 
-def resume_config(cfg: DictConfig) -> DictConfig:
-    """The saved config of the run directory ``cfg.resume`` (the interrupted run's own settings)."""
+def resume_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
+    """The saved config of the run directory ``cfg.resume`` (the interrupted run's own settings). Of the command
+    line's ``overrides``, ``budget=`` extends the run (saved in its config.yaml) and ``progress=`` applies; the
+    others are ignored with a note, since a run keeps the settings it started with."""
     run_dir = os.path.abspath(cfg.resume)
     for name in (CONFIG, CHECKPOINT):
         if not os.path.exists(os.path.join(run_dir, name)):
@@ -66,16 +69,63 @@ def resume_config(cfg: DictConfig) -> DictConfig:
     saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
     saved.resume = run_dir
     saved.progress = cfg.progress
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides or []]
+    ignored = [o for o, k in zip(overrides or [], keys) if k not in ("resume", "budget", "progress")]
+    if ignored:
+        print(f"nes_ensemble: resume keeps the run's own settings; ignored: {' '.join(ignored)}", file=sys.stderr)
+    if "budget" in keys:
+        saved.budget = cfg.budget  # written to config.yaml once the run is known to hold no more (see _open)
     return saved
+
+
+def _save_config(cfg: DictConfig, run_dir: str) -> None:
+    """Write config.yaml of ``run_dir`` atomically (a kill never leaves half of it)."""
+    tmp = os.path.join(run_dir, f".{CONFIG}.tmp")
+    OmegaConf.save(cfg, tmp)
+    os.replace(tmp, os.path.join(run_dir, CONFIG))
+
+
+class RunLock:
+    """An exclusive lock on a run directory for as long as a process runs it: a second run or resume of the
+    same folder refuses in one line instead of evaluating points twice. The OS drops it when the process
+    ends, however it ends."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, ".lock")
+
+    def __enter__(self) -> "RunLock":
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ValueError(f"{os.path.dirname(self.path)} is being run by {holder}; wait for it to end "
+                             "(or stop it) before resuming it") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
 
 
 def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     """One optimization as configured (or the continuation of ``cfg.resume``); returns the summary numbers."""
+    if cfg.resume:
+        cfg = resume_config(cfg, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None)
+        run_dir = cfg.resume
+    with RunLock(run_dir):
+        return _run_locked(cfg, run_dir, project_root)
+
+
+def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     import torch
 
-    if cfg.resume:
-        cfg = resume_config(cfg)
-        run_dir = cfg.resume
     torch.manual_seed(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -111,10 +161,18 @@ def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
     checkpoint = os.path.join(run_dir, CHECKPOINT)
     if cfg.resume:
         opt = Optimizer.load(checkpoint, journal=os.path.join(run_dir, JOURNAL))
-        print(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} evaluations", file=sys.stderr)
+        if opt.n_evaluations > cfg.budget:
+            raise ValueError(f"resume={run_dir} budget={cfg.budget}: the run holds {opt.n_evaluations} evaluations "
+                             "already; give a larger budget to extend it")
+        if opt.cfg.budget != cfg.budget:  # a budget extended on resume: plan the rest of the run for it
+            opt.cfg.budget = cfg.budget
+            saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
+            saved.budget = cfg.budget
+            _save_config(saved, run_dir)
+        print(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} of {cfg.budget} evaluations", file=sys.stderr)
         return opt
     os.makedirs(run_dir, exist_ok=True)
-    OmegaConf.save(cfg, os.path.join(run_dir, CONFIG))
+    _save_config(cfg, run_dir)
     opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction="maximize" if problem.sign > 0 else "minimize",
                     journal=os.path.join(run_dir, JOURNAL))
     opt.save(checkpoint)

@@ -88,6 +88,38 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
     assert json.load(open(run_dir / "mlflow_run.json"))["run_id"] == resumed[0].info.run_id
 
 
+def test_resume_extends_a_finished_run_to_a_new_budget_and_refuses_a_smaller_one(tmp_path):
+    uri, run_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "run"
+    fast = [a for a in FAST if not a.startswith("budget=")]
+    first = _app([*fast, "budget=20", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"])
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    more = _app([f"resume={run_dir}", "budget=26", "ensemble.members=9", f"tracking.uri={uri}",
+                 f"hydra.run.dir={tmp_path / 'r1'}"])
+    assert more.wait(timeout=300) == 0, more.stderr.read()
+    assert "ignored: ensemble.members=9" in more.stderr.read()
+    assert [r["evaluation"] for r in Journal.read(run_dir / "evaluations.jsonl")] == list(range(26))
+    assert len(pd.read_csv(run_dir / "history.csv")) == 26
+    fewer = _app([f"resume={run_dir}", "budget=10", f"hydra.run.dir={tmp_path / 'r2'}"])
+    assert fewer.wait(timeout=300) == 2
+    err = fewer.stderr.read()
+    assert "holds 26 evaluations" in err and "Traceback" not in err
+    assert "budget: 26" in (run_dir / "config.yaml").read_text()
+
+
+def test_a_run_folder_in_use_refuses_a_second_resume_in_one_line(tmp_path):
+    from nes_ensemble.app import RunLock
+
+    run_dir = tmp_path / "run"
+    first = _app([*FAST, "budget=12", "tracking.enabled=false", f"hydra.run.dir={run_dir}"])
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    with RunLock(str(run_dir)):  # as if another process were running it
+        second = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r'}"])
+        assert second.wait(timeout=300) == 2
+        err = second.stderr.read().strip()
+    assert "is being run by process" in err and len(err.splitlines()) == 1, err
+    assert len(Journal.read(run_dir / "evaluations.jsonl")) == 12
+
+
 def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
