@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from .config import AppConfig, ProblemConfig
+from .config import AppConfig, ProblemConfig, check_budget, check_seed
 from .loop import EvaluationError, StopFlag
 from .loop import run as run_loop
 from .optimizer import Optimizer
@@ -126,6 +126,8 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
 def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     import torch
 
+    check_budget(cfg.budget)
+    check_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)

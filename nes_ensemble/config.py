@@ -11,6 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+import numpy as np
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -320,9 +321,28 @@ def _need(ok: bool, key: str, value: Any, why: str) -> None:
         raise ValueError(f"{key}={value!r}: {why}")
 
 
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int, or a ValueError naming it: a whole number from 0 to 2**63 - 1 (what numpy and torch
+    both accept); 1.7 or '3' are refused rather than silently turned into another seed."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed={seed!r}: must be a whole number from 0 to 2**63 - 1 (or None: a fresh seed)")
+    return int(seed)
+
+
+def check_budget(budget: Any, unknown_ok: bool = False) -> int:
+    """``budget`` as an int, or a ValueError naming it: a positive number of evaluations (0 = unknown where
+    ``unknown_ok``); True or 2.5 are refused."""
+    low = 0 if unknown_ok else 1
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < low:
+        raise ValueError(f"budget={budget!r}: must be a whole number of evaluations >= {low}"
+                         + (" (0: not known)" if unknown_ok else ""))
+    return int(budget)
+
+
 def check(cfg: DictConfig) -> None:
     """Reject values that type-check but make no sense, with a message that names the key."""
     ens, need = cfg.ensemble, _need
+    check_budget(cfg.budget, unknown_ok=True)
     need(cfg.strategy.name in STRATEGIES, "strategy", cfg.strategy.name, f"choose from {list(STRATEGIES)}")
     need(ens.members >= 1, "ensemble.members", ens.members, "needs at least one member")
     need(len(ens.widths) > 0 and min(ens.widths) >= 1, "ensemble.widths", list(ens.widths), "positive widths")

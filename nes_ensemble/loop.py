@@ -22,7 +22,8 @@ from .remote import scalar
 
 
 class EvaluationError(RuntimeError):
-    """The objective failed ``evaluator.max_failures`` times in a row; every evaluation so far is kept."""
+    """The objective failed ``evaluator.max_failures`` times in a row; every evaluation so far is kept (in the
+    journal, and from ``optimize`` in the exception's ``result``)."""
 
 
 class Driven(Protocol):
@@ -151,7 +152,7 @@ def drive(opt: Driven, evaluate: Callable[[np.ndarray], np.ndarray], budget: int
             X = opt.ask()[: budget - opt.n_evaluations]
         for group in [X] if batched else [x[None] for x in X]:
             stop.check()
-            y, reasons = _evaluate(evaluate, group, ev.timeout, ev.retries)
+            y, reasons = _evaluate(evaluate, group.copy(), ev.timeout, ev.retries)  # fn may change its x in place
             with stop.bookkeeping():
                 opt.tell(group, y, reasons)
             streak.add(y, reasons[-1], opt)

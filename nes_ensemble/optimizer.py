@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint
-from .config import make_config
+from .config import check_budget, check_seed, make_config
 from .ledger import Ledger, Proposal
 from .loop import run, torch_threads
 from .pool import Journal
@@ -59,7 +59,7 @@ class Optimizer:
         self.box = Box(bounds)
         self.cfg = make_config(config, **overrides)
         # seed=None: a fresh seed, kept in opt.seed so the run can be repeated
-        self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
+        self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else check_seed(seed)
         self.direction, self.sign = direction, 1.0 if direction == "maximize" else -1.0
         self.generator = torch.Generator().manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
@@ -104,6 +104,8 @@ class Optimizer:
             raise ValueError(f"tell: X has {X.shape[1]} columns but the bounds have {self.dim} dimensions")
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"tell: {X.shape[0]} points but {y.shape[0]} values")
+        if reasons is not None and (isinstance(reasons, str) or len(reasons) != len(y)):
+            raise ValueError(f"tell: {len(y)} values but reasons={reasons!r}; give one reason per point")
         proposals = self.ledger.match(X)
         values = np.where(np.isfinite(y), self.sign * y, np.nan)
         reasons = [""] * len(values) if reasons is None else [str(r) for r in reasons]
@@ -252,8 +254,7 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300,
     ``"ray"`` with ``n_workers=4`` evaluates that many points at once. torch uses ``threads`` CPU threads
     while it runs (None: torch's own setting), as on the command line.
     """
-    if not isinstance(budget, (int, np.integer)) or budget < 1:
-        raise ValueError(f"budget={budget!r}: must be a positive integer")
+    budget = check_budget(budget)
     ev = dict(evaluator) if isinstance(evaluator, Mapping) else ({"name": evaluator} if evaluator else {})
     if n_workers is not None:
         ev["n_workers"] = n_workers
@@ -261,9 +262,23 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300,
         overrides["evaluator"] = ev
     start = time.perf_counter()
     with torch_threads(threads):
-        opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=int(budget),
+        opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=budget,
                         **overrides)
-        run(opt, fn, int(budget), callback, batched)
+        try:
+            run(opt, fn, budget, callback, batched)
+        except BaseException as err:  # the objective failing, a value that is no number, Ctrl-C: keep what was paid for
+            try:
+                err.result = _result(opt, start)  # type: ignore[attr-defined]
+            except Exception:  # never hide the error that stopped the run
+                raise err from None
+            err.add_note(f"nes_ensemble: the {opt.n_evaluations} evaluations made before this are in the "
+                         "exception's .result (a Result, like optimize returns)")
+            raise
+    return _result(opt, start)
+
+
+def _result(opt: Optimizer, start: float) -> Result:
+    """The Result of the evaluations ``opt`` holds (a run that stopped early holds fewer than its budget)."""
     best_x, best_y = opt.best
     return Result(best_x, best_y, opt.box.to_native(opt.pool.x), opt.sign * opt.pool.y, opt.history(),
                   list(opt.events), time.perf_counter() - start)

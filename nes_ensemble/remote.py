@@ -14,6 +14,8 @@ import numpy as np
 
 def scalar(value: Any) -> float:
     """One float from what the objective returned (NaN for NaN / inf); a clear error for anything else."""
+    if value is None:  # usually a missing return statement; float(None) would pass as a silent NaN
+        raise ValueError("fn returned None: return one number per point (NaN or inf marks a failed evaluation)")
     try:
         v = float(np.asarray(value, dtype=float).reshape(()))
     except (TypeError, ValueError):

@@ -14,6 +14,8 @@ import numpy as np
 def check_bounds(bounds: Sequence[Sequence[float]]) -> np.ndarray:
     """Bounds as a float array [n, 2], or a ValueError that says what is wrong with them."""
     try:
+        if any(isinstance(v, (str, bytes, bool)) for v in np.asarray(bounds, dtype=object).ravel()):
+            raise TypeError("not numbers")
         b = np.asarray(bounds, dtype=float)
     except (TypeError, ValueError):
         raise ValueError(f"bounds={bounds!r}: expected a sequence of (low, high) pairs of numbers") from None

@@ -313,3 +313,76 @@ def test_an_objective_failing_a_fifth_of_the_time_still_reaches_the_budget():
     assert seen[-1] == failed.sum()  # the count the tracker logs as the metric failed_evaluations
     assert (result.history.reason[failed] == "TimeoutError: storage node did not answer").all()
     assert result.best_y > 1.0
+
+
+def test_an_objective_that_changes_its_input_in_place_runs_to_the_budget():
+    def normalising(x):
+        x -= x.mean()  # changes the array it was given
+        return -float(x @ x)
+
+    result = ne.optimize(normalising, [(0, 1)] * 3, budget=14, seed=0, ensemble={"members": 3})
+    assert len(result.y) == 14 and np.isfinite(result.y).all()
+
+
+@pytest.mark.parametrize("bad, words", [("abc", "fn returned 'abc'"), (None, "fn returned None")])
+def test_a_run_stopped_by_the_objective_hands_back_every_evaluation_before_it(bad, words):
+    calls = []
+
+    def objective(x):
+        calls.append(1)
+        return bad if len(calls) == 8 else float(x.sum())
+
+    with pytest.raises(ValueError, match=words) as caught:
+        ne.optimize(objective, [(0, 1)] * 2, budget=20, seed=0, ensemble={"members": 3})
+    result = caught.value.result
+    assert len(result.y) == 7 and np.isfinite(result.y).all() and result.best_y == result.y.max()
+    assert any(".result" in note for note in caught.value.__notes__)
+
+
+def test_evaluation_error_carries_the_evaluations_it_says_are_kept():
+    def flaky(x):
+        if x[0] > -1 and len(seen) >= 5:
+            raise ConnectionError("down")
+        seen.append(1)
+        return float(x.sum())
+
+    seen = []
+    with pytest.raises(ne.EvaluationError) as caught:
+        ne.optimize(flaky, [(0, 1)] * 2, budget=30, seed=0, evaluator={"max_failures": 3}, ensemble={"members": 3})
+    assert len(caught.value.result.y) == 8 and np.isfinite(caught.value.result.y[:5]).all()
+
+
+def test_tell_refuses_reasons_that_do_not_match_the_values_and_the_run_goes_on():
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0)
+    X = opt.ask(2)
+    with pytest.raises(ValueError, match="one reason per point"):
+        opt.tell(X, [np.nan, np.nan], reasons=["one"])
+    opt.tell(X, [np.nan, 1.0], reasons=["one", ""])
+    assert list(opt.history().status) == ["failed", "ok"]
+
+
+@pytest.mark.parametrize("seed", [-1, "abc", 2**70, [1, 2], 1.7, True])
+def test_a_seed_that_is_not_a_whole_number_in_range_is_refused_by_name(seed):
+    with pytest.raises(ValueError, match=r"^seed="):
+        ne.Optimizer([(0, 1)], seed=seed)
+
+
+@pytest.mark.parametrize("call", [lambda: ne.optimize(sum, [(0, 1)], budget=True),
+                                  lambda: ne.optimize(sum, [(0, 1)], budget=-3),
+                                  lambda: ne.Optimizer([(0, 1)], budget=-1)])
+def test_a_budget_that_is_not_a_positive_whole_number_is_refused_by_name(call):
+    with pytest.raises(ValueError, match=r"^budget="):
+        call()
+
+
+def test_bounds_given_as_strings_are_refused():
+    with pytest.raises(ValueError, match="bounds="):
+        ne.Optimizer([("0", "1")])
+
+
+@pytest.mark.parametrize("arg", ["budget=0", "seed=-1"])
+def test_the_command_line_refuses_a_bad_budget_or_seed_in_one_line(arg, tmp_path):
+    proc = _app([*FAST, arg, "tracking.enabled=false", f"hydra.run.dir={tmp_path}"])
+    assert proc.wait(timeout=120) == 2
+    err = proc.stderr.read()
+    assert arg in err and "Traceback" not in err, err
