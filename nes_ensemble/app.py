@@ -62,11 +62,17 @@ def resume_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictCo
     line's ``overrides``, ``budget=`` extends the run (saved in its config.yaml) and ``progress=`` applies; the
     others are ignored with a note, since a run keeps the settings it started with."""
     run_dir = os.path.abspath(cfg.resume)
-    for name in (CONFIG, CHECKPOINT):
-        if not os.path.exists(os.path.join(run_dir, name)):
-            raise ValueError(f"resume={cfg.resume!r}: {os.path.join(run_dir, name)} not found; give the Hydra run "
-                             "directory of the interrupted run (it holds config.yaml and checkpoint.pt)")
-    saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
+    for names in ((CONFIG,), (CHECKPOINT, JOURNAL)):
+        if not any(os.path.exists(os.path.join(run_dir, name)) for name in names):
+            raise ValueError(f"resume={cfg.resume!r}: {os.path.join(run_dir, names[0])} not found; give the Hydra "
+                             "run directory of the interrupted run (it holds config.yaml and checkpoint.pt)")
+    try:
+        saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
+        if not isinstance(saved, DictConfig) or "problem" not in saved:
+            raise ValueError("not a run's settings")
+    except Exception as err:
+        raise ValueError(f"resume={cfg.resume!r}: {os.path.join(run_dir, CONFIG)} is damaged ({err}); restore it "
+                         "(the run's MLflow parameters and .hydra/config.yaml hold the same settings)") from None
     saved.resume = run_dir
     saved.progress = cfg.progress
     keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides or []]
@@ -162,7 +168,7 @@ def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
     written before any evaluation)."""
     checkpoint = os.path.join(run_dir, CHECKPOINT)
     if cfg.resume:
-        opt = Optimizer.load(checkpoint, journal=os.path.join(run_dir, JOURNAL))
+        opt = _load(cfg, problem, run_dir)
         if opt.n_evaluations > cfg.budget:
             raise ValueError(f"resume={run_dir} budget={cfg.budget}: the run holds {opt.n_evaluations} evaluations "
                              "already; give a larger budget to extend it")
@@ -175,10 +181,29 @@ def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
         return opt
     os.makedirs(run_dir, exist_ok=True)
     _save_config(cfg, run_dir)
-    opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction="maximize" if problem.sign > 0 else "minimize",
+    opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction=_direction(problem),
                     journal=os.path.join(run_dir, JOURNAL))
     opt.save(checkpoint)
     return opt
+
+
+def _load(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
+    """The interrupted run's optimizer: from its checkpoint, or rebuilt from its journal when the checkpoint is
+    damaged (the journal is the record of what was evaluated)."""
+    checkpoint, journal = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, JOURNAL)
+    try:
+        return Optimizer.load(checkpoint, journal=journal)
+    except (ValueError, FileNotFoundError) as err:
+        if not os.path.exists(journal):
+            raise
+        print(f"nes_ensemble: {err}\nnes_ensemble: rebuilding the run from {journal}", file=sys.stderr)
+    opt = Optimizer.rebuild(problem.bounds, journal, config=cfg, seed=cfg.seed, direction=_direction(problem))
+    opt.save(checkpoint)
+    return opt
+
+
+def _direction(problem: Problem) -> str:
+    return "maximize" if problem.sign > 0 else "minimize"
 
 
 class _Report:

@@ -161,20 +161,25 @@ class Ledger:
         if not rows:
             return 0
         journal, self.journal = self.journal, None  # these rows are on disk already
-        left = {tuple(r["unit"]): r for r in rows}
+        left: dict[tuple, list[int]] = {}  # unit x -> the rows at it, in order (a repeat shares its point's x)
+        for i, r in enumerate(rows):
+            left.setdefault(tuple(r["unit"]), []).append(i)
         try:
             while left and (self.queue or not self.pending):  # a plan made now could not be the one they answered
                 asked = ask_one()
-                unit = self.pending[-1][1].x
-                row = left.pop(tuple(float(v) for v in unit), None)
-                if row is not None:
+                key = tuple(float(v) for v in self.pending[-1][1].x)
+                if key in left:
+                    row = rows[left[key].pop(0)]
+                    if not left[key]:
+                        del left[key]
                     tell(asked[None], [row["y"]], [row["reason"]])
-            if left:
-                adopt([r for r in rows if tuple(r["unit"]) in left])
+            rest = sorted(i for indices in left.values() for i in indices)
+            if rest:
+                adopt([rows[i] for i in rest])
         finally:
             self.requeue_pending()
             self.journal = journal
-        return len(left)
+        return len(rest)
 
     @staticmethod
     def rows_of(state: dict[str, Any], sign: float) -> list[dict]:

@@ -217,6 +217,18 @@ class Optimizer:
             opt.ledger.replay(rows, lambda: opt.ask(1)[0], opt.tell, opt._adopt)
         return opt
 
+    @classmethod
+    def rebuild(cls, bounds: Sequence[Sequence[float]], journal: str | os.PathLike,
+                config: Mapping[str, Any] | DictConfig | None = None, seed: int | None = 0,
+                direction: str = "maximize") -> "Optimizer":
+        """The run a journal records, rebuilt without its checkpoint (lost or damaged): a fresh optimizer of the
+        run's settings is told the journal's evaluations again in order; re-planning reproduces the proposals
+        they answered, so a run that continues from here is the run that was interrupted."""
+        opt = cls(bounds, config=config, seed=seed, direction=direction)
+        opt.ledger.replay(Journal.read(journal), lambda: opt.ask(1)[0], opt.tell, opt._adopt)
+        opt.ledger.journal = os.path.abspath(os.fspath(journal))
+        return opt
+
     def _restore_journal(self, indices: set[int]) -> None:
         """Write back the checkpoint's evaluations the journal lacks (a journal cut short, lines damaged), so the
         journal stays the whole record; warn, since the file was changed outside the run."""

@@ -120,6 +120,41 @@ def test_a_run_folder_in_use_refuses_a_second_resume_in_one_line(tmp_path):
     assert len(Journal.read(run_dir / "evaluations.jsonl")) == 12
 
 
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_run_whose_checkpoint_is_damaged_resumes_from_its_journal_as_if_never_stopped(damage, tmp_path):
+    args = [*[a for a in FAST if not a.startswith("budget=")], "budget=30", "tracking.enabled=false"]
+    ref = _app([*args, f"hydra.run.dir={tmp_path / 'ref'}"])
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+    run_dir = tmp_path / "run"
+    proc = _app([*args, f"hydra.run.dir={run_dir}"])
+    while _lines(run_dir / "evaluations.jsonl") < 17 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    checkpoint = run_dir / "checkpoint.pt"
+    if damage == "truncate":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    else:
+        checkpoint.unlink()
+    back = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert back.wait(timeout=300) == 0, back.stderr.read()
+    assert "rebuilding the run from" in back.stderr.read()
+    a, b = pd.read_csv(tmp_path / "ref" / "history.csv"), pd.read_csv(run_dir / "history.csv")
+    cols = ["x0", "x1", "y", "source", "member"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_a_damaged_config_is_named_in_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    first = _app([*FAST, "budget=12", "tracking.enabled=false", f"hydra.run.dir={run_dir}"])
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    (run_dir / "config.yaml").write_text("problem: [unclosed\n")
+    back = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert back.wait(timeout=300) == 2
+    err = back.stderr.read()
+    assert "config.yaml is damaged" in err and "Traceback" not in err, err
+
+
 def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
