@@ -7,10 +7,13 @@ died. ``loop.drive_parallel`` keeps ``evaluator.n_workers`` evaluations in fligh
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -25,13 +28,38 @@ def make_pool(fn: Callable, ev: Any) -> "ProcessPool | RayPool":
     return RayPool(fn, ev) if ev.name == "ray" else ProcessPool(fn, ev.n_workers, ev.start_method)
 
 
+@contextlib.contextmanager
+def _main_importable() -> Iterator[None]:
+    """While workers start: hide a main script's ``__file__`` that names no file (a script read from standard
+    input or a heredoc says '<stdin>'), which a forkserver or spawn worker would otherwise try to run and die
+    on. The objective travels by cloudpickle, so the workers never need the main script."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    bogus = path is not None and getattr(getattr(main, "__spec__", None), "name", None) is None \
+        and not os.path.isfile(path)
+    if bogus:
+        del main.__file__
+    try:
+        yield
+    finally:
+        if bogus:
+            main.__file__ = path
+
+
 class ProcessPool:
     """concurrent.futures over local processes."""
 
     def __init__(self, fn: Callable, n_workers: int, start_method: str = "forkserver"):
         import cloudpickle
 
-        self.payload, self.n_workers = cloudpickle.dumps(fn), n_workers
+        try:
+            self.payload = cloudpickle.dumps(fn)
+        except Exception as err:
+            raise ValueError(f"evaluator=processes sends the objective to worker processes, so it must be "
+                             f"picklable, and {fn!r} is not ({type(err).__name__}: {err}). Open locks, files or "
+                             "connections inside the objective instead of closing over them, or use "
+                             "evaluator=inline") from None
+        self.n_workers = n_workers
         self.start_method, self.context = start_method, multiprocessing.get_context(start_method)
         self.finished = 0  # evaluations any worker has returned
         self.executor = self._start()
@@ -42,11 +70,12 @@ class ProcessPool:
 
     def submit(self, x: np.ndarray) -> Future:
         """Start evaluating x on a free worker (a fresh pool if a worker died)."""
-        try:
-            return self.executor.submit(call_installed, x)
-        except BrokenProcessPool:  # a worker died earlier: start a fresh pool
-            self.executor = self._start()
-            return self.executor.submit(call_installed, x)
+        with _main_importable():
+            try:
+                return self.executor.submit(call_installed, x)
+            except BrokenProcessPool:  # a worker died earlier: start a fresh pool
+                self.executor = self._start()
+                return self.executor.submit(call_installed, x)
 
     def wait(self, handles: list[Future]) -> list[tuple[Future, tuple[str, Any]]]:
         """The evaluations among ``handles`` that have finished (at least one), with their outcome."""

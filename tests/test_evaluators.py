@@ -78,6 +78,32 @@ def test_a_script_without_a_main_guard_gets_an_error_that_says_so(tmp_path):
     assert 'if __name__ == "__main__":' in done.stderr
 
 
+def test_a_script_read_from_standard_input_runs_on_worker_processes():
+    script = textwrap.dedent("""
+        import numpy as np
+        import nes_ensemble as ne
+        r = ne.optimize(lambda x: -float(np.sum(x ** 2)), [(0, 1)] * 2, budget=12, seed=0, evaluator="processes",
+                        n_workers=2, ensemble={"members": 3})
+        print("evaluations", len(r.y), (r.history.status == "ok").all())
+    """)
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "evaluations 12 True" in done.stdout
+
+
+def test_an_objective_that_cannot_be_pickled_is_named_with_what_to_do():
+    import threading
+
+    lock = threading.Lock()
+
+    def guarded(x):
+        with lock:
+            return sphere(x)
+
+    with pytest.raises(ValueError, match="must be picklable.*evaluator=inline"):
+        ne.optimize(guarded, [(0, 1)] * 2, budget=8, evaluator="processes", n_workers=2)
+
+
 def _dies_once(flag):
     def f(x):
         if not os.path.exists(flag) and len(os.listdir(os.path.dirname(flag))) > 8:
