@@ -187,7 +187,8 @@ class EvaluatorConfig:
     # library can hang in a forked worker)
     ray_address: str = ""  # ray: an existing cluster ("auto", "ray://host:10001"); empty = start a local one
     ray_cpus: int = 0  # ray, local cluster: CPUs to give it; 0 = n_workers
-    timeout: float = 0.0  # seconds one evaluation may take (inline, main thread only); 0 = no limit
+    timeout: float = 0.0  # seconds one evaluation may take (inline: main thread only; processes / ray: the worker
+    # is stopped and the point recorded as failed); 0 = no limit
     retries: int = 0  # re-evaluations of a point whose evaluation raised or timed out
     max_failures: int = 10  # consecutive failed evaluations after which the run stops; 0 = never
 

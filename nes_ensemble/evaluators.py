@@ -8,11 +8,13 @@ died. ``loop.drive_parallel`` keeps ``evaluator.n_workers`` evaluations in fligh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
+import signal
 import sys
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import time
+from multiprocessing.connection import wait as connection_wait
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -25,7 +27,7 @@ MAX_REQUEUES = 3  # a point whose worker dies more often than this is recorded a
 
 def make_pool(fn: Callable, ev: Any) -> "ProcessPool | RayPool":
     """The workers the ``evaluator`` config names (processes or ray), each holding the objective ``fn``."""
-    return RayPool(fn, ev) if ev.name == "ray" else ProcessPool(fn, ev.n_workers, ev.start_method)
+    return RayPool(fn, ev) if ev.name == "ray" else ProcessPool(fn, ev.n_workers, ev.start_method, ev.timeout)
 
 
 @contextlib.contextmanager
@@ -47,9 +49,15 @@ def _main_importable() -> Iterator[None]:
 
 
 class ProcessPool:
-    """concurrent.futures over local processes."""
+    """Local worker processes, one evaluation at a time each, each on its own pipe.
 
-    def __init__(self, fn: Callable, n_workers: int, start_method: str = "forkserver"):
+    Knowing which worker holds which point lets the pool blame a death on the one point that caused
+    it (a healthy point never shares the blame), stop an evaluation that runs past ``timeout`` by
+    killing its worker only, and replace any worker that ended. Workers ignore Ctrl-C (the driver
+    decides) and die with the driver: a killed run leaves no process behind.
+    """
+
+    def __init__(self, fn: Callable, n_workers: int, start_method: str = "forkserver", timeout: float = 0.0):
         import cloudpickle
 
         try:
@@ -59,50 +67,162 @@ class ProcessPool:
                              f"picklable, and {fn!r} is not ({type(err).__name__}: {err}). Open locks, files or "
                              "connections inside the objective instead of closing over them, or use "
                              "evaluator=inline") from None
-        self.n_workers = n_workers
+        self.n_workers, self.timeout = n_workers, timeout
         self.start_method, self.context = start_method, multiprocessing.get_context(start_method)
         self.finished = 0  # evaluations any worker has returned
-        self.executor = self._start()
+        self.idle: list[_Worker] = []
+        self.busy: dict[int, _Task] = {}
+        self.handles = 0
+        self.failed_starts = 0  # workers in a row that ended before they were ready
 
-    def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.n_workers, mp_context=self.context, initializer=install,
-                                   initargs=(self.payload,))
+    def submit(self, x: np.ndarray) -> int:
+        """Start evaluating x on an idle worker (a new one if none is idle); returns the handle to wait on."""
+        self.handles += 1
+        self._dispatch(self.handles, x)
+        return self.handles
 
-    def submit(self, x: np.ndarray) -> Future:
-        """Start evaluating x on a free worker (a fresh pool if a worker died)."""
+    def _dispatch(self, handle: int, x: np.ndarray) -> None:
+        worker = self.idle.pop() if self.idle else self._start()
+        worker.conn.send(x)
+        self.busy[handle] = _Task(worker, x, time.monotonic())
+
+    def _start(self) -> "_Worker":
         with _main_importable():
-            try:
-                return self.executor.submit(call_installed, x)
-            except BrokenProcessPool:  # a worker died earlier: start a fresh pool
-                self.executor = self._start()
-                return self.executor.submit(call_installed, x)
+            ours, theirs = self.context.Pipe()
+            process = self.context.Process(target=_work, args=(theirs, self.payload), daemon=True)
+            process.start()
+        theirs.close()
+        return _Worker(process, ours)
 
-    def wait(self, handles: list[Future]) -> list[tuple[Future, tuple[str, Any]]]:
-        """The evaluations among ``handles`` that have finished (at least one), with their outcome."""
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
-        out = []
-        for f in done:
+    def wait(self, handles: list[int]) -> list[tuple[int, tuple[str, Any]]]:
+        """The evaluations among ``handles`` that have ended (at least one): ``ok`` with the value, ``failed`` with
+        the objective's error or the time-out, ``died`` when the worker ended during that evaluation."""
+        while True:
+            tasks = {h: self.busy[h] for h in handles}
+            waits = [obj for t in tasks.values() for obj in (t.worker.conn, t.worker.process.sentinel)]
+            left = None
+            if self.timeout > 0:
+                left = max(0.0, min(t.started + self.timeout for t in tasks.values()) - time.monotonic())
+            ready = set(connection_wait(waits, timeout=left))
+            out = []
+            for h, task in tasks.items():
+                outcome = self._outcome(task, ready)
+                if outcome is None:
+                    continue
+                del self.busy[h]
+                if outcome[0] == "lost":  # the worker ended before it was ready: not this point's fault
+                    self._dispatch(h, task.x)
+                else:
+                    out.append((h, outcome))
+            if out:
+                return out
+
+    def _outcome(self, task: "_Task", ready: set) -> tuple[str, Any] | None:
+        worker = task.worker
+        if worker.conn in ready:
             try:
-                out.append((f, ("ok", f.result())))
-                self.finished += 1
-            except BrokenProcessPool as err:
-                if not self.finished and self.start_method != "fork":
-                    raise RuntimeError(
-                        f"the worker processes died before returning a single evaluation. A worker started by "
-                        f"'{self.start_method}' imports your main script: if the script calls optimize at top "
-                        "level, put that under `if __name__ == \"__main__\":`. If the objective itself kills "
-                        "the process, run it inline (evaluator=inline) to see the error.") from err
-                out.append((f, ("died", f"{type(err).__name__}: {err}")))
-            except Exception as err:
-                if "fn returned" in str(err):
-                    raise
-                self.finished += 1
-                out.append((f, ("failed", f"{type(err).__name__}: {err}")))
-        return out
+                kind, value = worker.conn.recv()
+                if kind == "ready":  # the clock of a new worker starts once it holds the objective
+                    worker.ready, self.failed_starts, task.started = True, 0, time.monotonic()
+                    if not worker.conn.poll():
+                        return None
+                    kind, value = worker.conn.recv()
+            except (EOFError, OSError):
+                return self._ended(worker)
+            if kind == "contract":  # the objective broke its contract (e.g. returned a string): stop the run
+                raise ValueError(value)
+            self.finished += 1
+            self.idle.append(worker)
+            return kind, value
+        if worker.process.sentinel in ready:
+            return self._ended(worker)
+        if worker.ready and self.timeout > 0 and time.monotonic() - task.started >= self.timeout:
+            worker.kill()
+            return "failed", f"timed out after {self.timeout:g} s"
+        return None
+
+    def _ended(self, worker: "_Worker") -> tuple[str, Any]:
+        worker.process.join(1.0)
+        code = worker.process.exitcode
+        worker.kill()
+        if worker.ready:
+            return "died", f"the worker process ended during this evaluation (exit code {code})"
+        self.failed_starts += 1
+        if not self.finished and self.failed_starts >= 3 and self.start_method != "fork":
+            raise RuntimeError(
+                f"the worker processes died before returning a single evaluation. A worker started by "
+                f"'{self.start_method}' imports your main script: if the script calls optimize at top "
+                "level, put that under `if __name__ == \"__main__\":`. If the objective itself kills "
+                "the process, run it inline (evaluator=inline) to see the error.")
+        if self.failed_starts >= 10:
+            raise RuntimeError("worker processes keep ending before they are ready (10 in a row); run the "
+                               "objective inline (evaluator=inline) to see why")
+        return "lost", None
 
     def close(self) -> None:
-        """Stop the workers (after the evaluations under way)."""
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        """Stop every worker: idle ones are asked to leave, busy ones (evaluations no one will read) are killed."""
+        for worker in self.idle:
+            with contextlib.suppress(OSError):
+                worker.conn.send(None)
+        for worker in self.idle:
+            worker.process.join(2.0)
+            worker.kill()
+        for task in self.busy.values():
+            task.worker.kill()
+        self.idle, self.busy = [], {}
+
+
+class _Worker:
+    """One worker process and the driver's end of its pipe."""
+
+    def __init__(self, process: Any, conn: Any):
+        self.process, self.conn, self.ready = process, conn, False
+
+    def kill(self) -> None:
+        """End the process (if it still runs) and close the pipe."""
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5.0)
+        self.conn.close()
+
+
+@dataclasses.dataclass
+class _Task:
+    """A point on a worker, and since when (the worker's start-up does not count against the time limit)."""
+
+    worker: _Worker
+    x: np.ndarray
+    started: float
+
+
+def _work(conn: Any, payload: bytes) -> None:
+    """A worker's life: load the objective, then evaluate each point the driver sends until it sends None."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run; the driver decides what that means
+    install(payload)
+    conn.send(("ready", None))
+    while True:
+        try:
+            x = conn.recv()
+        except (EOFError, OSError):
+            return
+        if x is None:
+            return
+        try:
+            conn.send(("ok", call_installed(x)))
+        except Exception as err:
+            kind = "contract" if isinstance(err, ValueError) and str(err).startswith("fn returned") else "failed"
+            conn.send((kind, f"{type(err).__name__}: {err}" if kind == "failed" else str(err)))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent ends (elsewhere a no-op; the pipe's end stops it later)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class RayPool:
@@ -121,17 +241,34 @@ class RayPool:
             ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
         self.task = ray.remote(max_retries=0)(call)
         self.fn_ref = ray.put(fn)
+        self.timeout, self.started = ev.timeout, {}
 
     def submit(self, x: np.ndarray) -> Any:
         """Start evaluating x as a Ray task."""
-        return self.task.remote(self.fn_ref, x)
+        ref = self.task.remote(self.fn_ref, x)
+        self.started[ref] = time.monotonic()
+        return ref
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, tuple[str, Any]]]:
-        """The tasks among ``handles`` that have finished (at least one), with their outcome."""
+        """The tasks among ``handles`` that have finished (at least one), with their outcome; a task past
+        ``evaluator.timeout`` is cancelled and failed."""
         ray = self.ray
-        done, _ = ray.wait(handles, num_returns=1)
+        while True:
+            left = None
+            if self.timeout > 0:
+                left = max(0.0, min(self.started[h] for h in handles) + self.timeout - time.monotonic())
+            done, _ = ray.wait(handles, num_returns=1, timeout=left)
+            late = [h for h in handles if h not in done and self.timeout > 0
+                    and time.monotonic() - self.started[h] >= self.timeout]
+            if done or late:
+                break
         out = []
+        for ref in late:
+            ray.cancel(ref, force=True)
+            self.started.pop(ref, None)
+            out.append((ref, ("failed", f"timed out after {self.timeout:g} s")))
         for ref in done:
+            self.started.pop(ref, None)
             try:
                 out.append((ref, ("ok", ray.get(ref))))
             except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,

@@ -209,6 +209,7 @@ def drive_parallel(opt: Driven, fn: Callable[[np.ndarray], float], budget: int,
                 with stop.bookkeeping():
                     callback(opt)
                 told_since = 0
+            stop.check()  # a stop requested during bookkeeping (a checkpoint write) takes effect here
         if callback is not None and told_since:
             with stop.bookkeeping():
                 callback(opt)

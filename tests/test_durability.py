@@ -421,3 +421,46 @@ def test_the_command_line_refuses_a_bad_budget_or_seed_in_one_line(arg, tmp_path
     assert proc.wait(timeout=120) == 2
     err = proc.stderr.read()
     assert arg in err and "Traceback" not in err, err
+
+
+PIDS = """
+import os, time
+import numpy as np
+def slow_sphere(x):
+    with open(os.environ["NES_TEST_PIDS"], "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    time.sleep(0.2)
+    return -float(np.sum((np.asarray(x) - 0.3) ** 2))
+"""
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_run_on_worker_processes_stopped_by_a_signal_leaves_no_process_and_resumes_whole(sig, tmp_path):
+    (tmp_path / "pids.py").write_text(PIDS)
+    pids, run_dir = tmp_path / "pids.txt", tmp_path / "run"
+    env = {"PYTHONPATH": str(tmp_path), "NES_TEST_PIDS": str(pids)}
+    args = ["problem=callable", "problem.fn=pids.slow_sphere", "problem.bounds=[[0,1],[0,1]]",
+            "evaluator=processes", "evaluator.n_workers=2", *[a for a in FAST if not a.startswith("problem=")],
+            "budget=30", "tracking.enabled=false"]
+    proc = _app([*args, f"hydra.run.dir={run_dir}"], env=env)
+    while _lines(run_dir / "evaluations.jsonl") < 12 and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    code = proc.wait(timeout=60)
+    assert code == (130 if sig == signal.SIGTERM else -signal.SIGKILL), proc.stderr.read()
+    workers = {int(p) for p in pids.read_text().split()}
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)]  # no worker outlives the run
+    back = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r'}"], env=env)
+    assert back.wait(timeout=300) == 0, back.stderr.read()
+    assert [r["evaluation"] for r in Journal.read(run_dir / "evaluations.jsonl")] == list(range(30))

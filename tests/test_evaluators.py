@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import nes_ensemble as ne
+from nes_ensemble.evaluators import MAX_REQUEUES
 
 
 def sphere(x):
@@ -143,3 +144,39 @@ def test_ray_evaluator_completes_a_run_and_survives_a_dying_worker(tmp_path):
     assert len(result.X) == 25 and (result.history.status == "ok").all()
     assert any(e["event"] == "worker_died" for e in result.lineage)
 
+
+
+def _slow_on_the_right(x):
+    if x[0] > 0.6:
+        time.sleep(30)  # hangs, as far as the run is concerned
+    return sphere(x)
+
+
+def test_processes_enforce_the_time_limit_and_a_hanging_objective_does_not_hang_the_run():
+    start = time.monotonic()
+    result = ne.optimize(_slow_on_the_right, [(0, 1)] * 2, budget=16, seed=0, evaluator="processes", n_workers=2,
+                         evaluator__timeout=1.5, evaluator__max_failures=0, ensemble={"members": 3})
+    h = result.history
+    slow = h.x0 > 0.6
+    assert slow.any() and (h.status[slow] == "failed").all() and (h.status[~slow] == "ok").all()
+    assert h.reason[slow].str.contains("timed out after 1.5 s").all()
+    assert time.monotonic() - start < 25 + 2 * slow.sum()
+
+
+def _kills_on_the_right(x):
+    if x[0] > 0.7:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)  # share the pool with the killer for a while
+    return sphere(x)
+
+
+def test_a_point_that_kills_its_worker_is_blamed_alone():
+    result = ne.optimize(_kills_on_the_right, [(0, 1)] * 2, budget=20, seed=1, evaluator="processes", n_workers=3,
+                         evaluator__max_failures=0, ensemble={"members": 3})
+    h = result.history
+    killer = h.x0 > 0.7
+    assert killer.any() and (h.status[~killer] == "ok").all()  # a healthy point is never recorded as failed
+    assert (h.status[killer] == "failed").all() and h.reason[killer].str.contains("worker died 4 times").all()
+    deaths = [e for e in result.lineage if e["event"] == "worker_died"]
+    assert all(e["x"][0] > 0.7 for e in deaths)  # only the killers' workers died
+    assert MAX_REQUEUES + 1 <= len(deaths) <= (MAX_REQUEUES + 1) * killer.sum()  # (a repeat shares its count)
