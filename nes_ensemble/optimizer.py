@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -19,11 +18,10 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import checkpoint
+from . import checkpoint, resume
 from .config import check_budget, check_seed, make_config
 from .ledger import Ledger, Proposal
 from .loop import run, torch_threads
-from .pool import Journal
 from .proposers.base import RunSetup
 from .proposers.registry import make_proposer
 from .space import Box
@@ -195,27 +193,7 @@ class Optimizer:
         ``journal`` names the journal file when it is no longer where the saved optimizer kept it
         (a run folder that was moved).
         """
-        state = checkpoint.read(path)
-        saved = state["ledger"]
-        opt = cls(state["bounds"], config=state["config"], seed=state["seed"], direction=state["direction"])
-        if state["proposer"]["state"] is None:  # an engine that cannot be saved: replay the pool into a fresh one
-            if opt.ledger.replay(Ledger.rows_of(saved, opt.sign), lambda: opt.ask(1)[0], opt.tell, opt._adopt):
-                raise ValueError(f"{path}: the checkpoint's evaluations do not replay into strategy "
-                                 f"{opt.cfg.strategy.name}")
-            opt.ledger.events, opt.ledger.seconds = list(saved["events"]), float(saved["seconds"])
-        else:
-            opt.generator.set_state(state["generators"]["torch"])
-            opt.rng.bit_generator.state = state["generators"]["numpy"]
-            opt.ledger.load_state_dict(saved)
-            opt.proposer.load_state_dict(state["proposer"]["state"])
-            opt.ledger.requeue_pending()
-        opt.ledger.journal = os.path.abspath(os.fspath(journal)) if journal is not None else saved["journal"]
-        if opt.ledger.journal is not None:
-            rows = Journal.read(opt.ledger.journal)
-            opt._restore_journal({r["evaluation"] for r in rows})
-            rows = [r for r in rows if r["evaluation"] >= len(opt.pool)]
-            opt.ledger.replay(rows, lambda: opt.ask(1)[0], opt.tell, opt._adopt)
-        return opt
+        return resume.load(cls, path, journal)
 
     @classmethod
     def rebuild(cls, bounds: Sequence[Sequence[float]], journal: str | os.PathLike,
@@ -224,34 +202,7 @@ class Optimizer:
         """The run a journal records, rebuilt without its checkpoint (lost or damaged): a fresh optimizer of the
         run's settings is told the journal's evaluations again in order; re-planning reproduces the proposals
         they answered, so a run that continues from here is the run that was interrupted."""
-        opt = cls(bounds, config=config, seed=seed, direction=direction)
-        opt.ledger.replay(Journal.read(journal), lambda: opt.ask(1)[0], opt.tell, opt._adopt)
-        opt.ledger.journal = os.path.abspath(os.fspath(journal))
-        return opt
-
-    def _restore_journal(self, indices: set[int]) -> None:
-        """Write back the checkpoint's evaluations the journal lacks (a journal cut short, lines damaged), so the
-        journal stays the whole record; warn, since the file was changed outside the run."""
-        missing = [i for i in range(len(self.pool)) if i not in indices]
-        journal = Journal(self.ledger.journal)
-        torn = journal.cut_torn_tail()
-        if not missing and not torn:
-            return
-        pool, units = self.pool, self.pool.x[missing]
-        if missing:
-            journal.write([Journal.row(i, x, u, float(self.sign * pool.y[i]), pool.reasons[i], pool.provenance[i])
-                           for i, x, u in zip(missing, self.box.to_native(units), units)])
-        warnings.warn(f"{self.ledger.journal}: {'a torn last line was removed; ' if torn else ''}"
-                      f"{len(missing)} evaluations missing from it were written back from the checkpoint",
-                      stacklevel=3)
-
-    def _adopt(self, rows: list[dict]) -> None:
-        """Add recorded rows to the pool as they are, with the provenance they were evaluated with."""
-        units = np.array([r["unit"] for r in rows], dtype=float)
-        values = np.array([self.sign * r["y"] for r in rows], dtype=float)
-        start = self.ledger.record(units, units, self.sign * values, values,
-                                   [Ledger.provenance_of(r) for r in rows], [r["reason"] for r in rows])
-        self._observe(start, None)
+        return resume.rebuild(cls(bounds, config=config, seed=seed, direction=direction), journal)
 
 
 def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int | None = 0,
