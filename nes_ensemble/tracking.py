@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import queue
@@ -43,9 +44,41 @@ def prepare_store(uri: str, experiment: str) -> str:
         warnings.simplefilter("ignore")
         from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    return exp.experiment_id if exp else client.create_experiment(experiment)
+    with store_lock(uri):
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        return exp.experiment_id if exp else client.create_experiment(experiment)
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, patience: float = 120.0) -> Iterator[None]:
+    """For a SQLite store: hold ``<database>.lock`` while the store is opened, so that runs started at the same
+    moment in a fresh folder do not all create (and break) its schema; the first creates it, the others wait.
+    Other stores need no lock. After ``patience`` seconds the caller goes on without it."""
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if not path or fcntl is None or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        yield
+        return
+    try:
+        lock = open(path + ".lock", "a")
+    except OSError:  # a read-only folder: nothing can create the store there anyway
+        yield
+        return
+    with lock:
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        yield
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -147,8 +180,12 @@ class _Writer:
             from mlflow.entities import Metric, Param, RunTag
             from mlflow.tracking import MlflowClient
 
+        for name in ("mlflow", "alembic", "sqlalchemy"):  # (set after mlflow's import, which sets its own level)
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # a store error is reported once, by handle
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
-        self.client = MlflowClient(tracking_uri=uri)
+        with store_lock(uri):
+            self.client = MlflowClient(tracking_uri=uri)
+            self.client.search_experiments(max_results=1)  # opens (and, the first time, creates) the store
         record = os.path.join(run_dir, RUN_RECORD) if run_dir else ""
         run_id = None
         if resume and record and os.path.exists(record):
@@ -165,8 +202,9 @@ class _Writer:
                     self.members[member] = run.info.run_id
                     self.client.update_run(run.info.run_id, status="RUNNING")
             return
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        with store_lock(uri):  # two runs must not both create the experiment
+            exp = self.client.get_experiment_by_name(experiment)
+            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         run = self.client.create_run(exp_id, run_name=run_name, tags=tags)
         self.run_id, self.experiment_id = run.info.run_id, exp_id
         if record:
@@ -187,7 +225,8 @@ class _Writer:
             handler(**message)
         except Exception as err:  # any store error: report once, keep quiet after
             self._failed = True
-            text = (f"MLflow tracking is off for the rest of this run ({type(err).__name__}: {str(err)[:300]}); "
+            detail = " ".join(str(err).split("[SQL:")[0].split())  # one line, without the statement
+            text = (f"MLflow tracking is off for the rest of this run ({type(err).__name__}: {detail[:300]}); "
                     "results stay in the run directory")
             print(f"nes_ensemble: warning: {text}", file=sys.stderr, flush=True)
 

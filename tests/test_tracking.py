@@ -31,3 +31,43 @@ def test_writer_keeps_what_it_was_sent_and_marks_the_runs_killed_when_the_stream
     assert sorted(m.data.tags["member_id"] for m in members) == ["0", "1"]
     assert {m.info.status for m in members} == {"KILLED"}
     assert {m.data.tags["mlflow.parentRunId"] for m in members} == {run_id}
+
+
+def _cli(args, cwd):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "nes_ensemble", "problem=branin", "budget=10", "ensemble.members=3",
+                             "progress=false", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_runs_started_at_once_in_a_fresh_folder_all_land_in_the_store(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    procs = [_cli([f"tracking.uri={uri}", f"seed={i}", f"hydra.run.dir={tmp_path / f'r{i}'}"], tmp_path)
+             for i in range(3)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+        assert "warning" not in p.stderr.read()
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id],
+                              "attributes.status = 'FINISHED'")
+    dirs = sorted(r.data.tags["run_dir"] for r in runs if "run_dir" in r.data.tags)  # (not the members' runs)
+    assert dirs == [str(tmp_path / f"r{i}") for i in range(3)]
+
+
+def test_a_read_only_store_costs_one_warning_line_and_the_run_finishes(tmp_path):
+    first = _cli([f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
+    assert first.wait(timeout=300) == 0
+    uri = f"'sqlite:///file:{tmp_path}/mlflow.db?mode=ro&uri=true'"  # the store opened read-only
+    proc = _cli([f"tracking.uri={uri}", f"hydra.run.dir={tmp_path / 'b'}"], tmp_path)
+    assert proc.wait(timeout=300) == 0
+    err = proc.stderr.read().strip().splitlines()
+    assert len(err) == 1 and "readonly database" in err[0] and "tracking is off" in err[0], err
+    assert (tmp_path / "b" / "history.csv").exists()
