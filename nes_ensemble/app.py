@@ -345,12 +345,24 @@ def _hydra_main(cfg: DictConfig) -> float:
     except ValueError as err:  # a user error: one clear line, no traceback wall
         print(f"nes_ensemble: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while starting or while closing (the loop handles its own)
+        run_dir = os.path.abspath(cfg.resume) if cfg.resume else run_dir
+        if os.path.exists(os.path.join(run_dir, JOURNAL)) or cfg.resume:
+            print(f"nes_ensemble: interrupted; every evaluation is saved in {run_dir}\n"
+                  f"resume with: python -m nes_ensemble resume={run_dir}", file=sys.stderr)
+        else:
+            print("nes_ensemble: interrupted before the first evaluation", file=sys.stderr)
+        sys.exit(130)
     return float(summary.get("regret", -summary["best_y"]))
 
 
 def main() -> None:
     """The console script ``nes-ensemble`` (the same as ``python -m nes_ensemble``)."""
-    _hydra_main()
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # before Hydra handed over the config
+        print("nes_ensemble: interrupted before the run started", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

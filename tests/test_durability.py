@@ -181,6 +181,31 @@ def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     assert alive and all(r.info.status in ("KILLED", "FINISHED") for r in alive)
 
 
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_ctrl_c_while_the_run_starts_exits_130_without_a_traceback(delay, tmp_path):
+    proc = _app([*FAST, "budget=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/r"])
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
+
+
+def test_a_second_ctrl_c_while_the_run_closes_exits_130_with_the_resume_hint(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _app([*FAST, "budget=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={run_dir}"])
+    while _lines(run_dir / "evaluations.jsonl") < 15:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert f"resume={run_dir}" in err
+    back = ne.Optimizer.load(run_dir / "checkpoint.pt", journal=run_dir / "evaluations.jsonl")
+    assert back.n_evaluations == _lines(run_dir / "evaluations.jsonl") >= 15
+
+
 def test_failures_are_recorded_never_trained_on_and_counted_against_the_budget():
     p = ne.make_problem("branin")
     calls = {"n": 0}
