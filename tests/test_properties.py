@@ -89,3 +89,42 @@ def test_optimize_survives_any_values_the_objective_returns(values):
     assert len(result.y) == 12
     finite = np.isfinite(np.asarray(values, dtype=float))
     assert ((result.history.status == "ok").to_numpy() == finite).all()
+
+
+not_numbers = st.one_of(st.floats(allow_nan=True), st.booleans(), st.none(), st.text(max_size=3),
+                        st.lists(st.integers(0, 3), max_size=2))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(budget=st.one_of(st.integers(-3, 8), not_numbers), seed=st.one_of(st.integers(-3, 5), st.integers(2**62, 2**70),
+                                                                        not_numbers))
+def test_optimize_runs_its_budget_or_names_the_argument_it_refuses(budget, seed):
+    try:
+        result = ne.optimize(lambda x: float(x.sum()), [(0, 1)] * 2, budget=budget, seed=seed, **FAST)
+    except ValueError as err:
+        assert str(err).startswith(("budget=", "seed=", "search.n_init=")), err
+        valid_budget = isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1
+        valid_seed = seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63)
+        assert not (valid_budget and valid_seed and budget >= 3), err  # (n_init=3 needs a budget of 3)
+        return
+    assert isinstance(budget, int) and len(result.y) == budget
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(budget=st.sampled_from(["0", "-3", "2.5", "true", "abc", "4"]), seed=st.sampled_from(["-1", "1.7", "abc", "3"]))
+def test_the_command_line_runs_or_names_the_argument_it_refuses(budget, seed, tmp_path_factory):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run_dir = tmp_path_factory.mktemp("cli")
+    done = subprocess.run([sys.executable, "-m", "nes_ensemble", "problem=branin", f"budget={budget}", f"seed={seed}",
+                           "ensemble.members=2", "search.n_init=3", "tracking.enabled=false", "progress=false",
+                           f"hydra.run.dir={run_dir}"], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    if budget == "4" and seed == "3":
+        assert done.returncode == 0, done.stderr
+        return
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "budget" in done.stderr or "seed" in done.stderr, done.stderr
