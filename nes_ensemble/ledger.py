@@ -98,18 +98,17 @@ class Ledger:
         self.pending = []
 
     # ------------------------------------------------------------------ telling
-    def match(self, X: np.ndarray) -> list[Proposal]:
-        """The pending proposals the rows of ``X`` answer, removed from pending; a row that answers none is an error."""
+    def match(self, X: np.ndarray, foreign: Callable[[np.ndarray], Proposal]) -> list[Proposal]:
+        """The pending proposals the rows of ``X`` answer, removed from pending; a row that answers none was
+        evaluated elsewhere and gets the proposal ``foreign(row)`` makes (which may refuse it)."""
         taken: set[int] = set()
-        matched = []
+        found = []
         for row in X:
             i = self._find(row, taken)
-            if i is None:
-                raise ValueError(f"tell: the point {row.tolist()} was never asked (or was told already); "
-                                 "tell only points returned by ask")
-            taken.add(i)
-            matched.append(i)
-        proposals = [self.pending[i][1] for i in matched]
+            if i is not None:
+                taken.add(i)
+            found.append(i)
+        proposals = [self.pending[i][1] if i is not None else foreign(row) for i, row in zip(found, X)]
         self.pending = [p for i, p in enumerate(self.pending) if i not in taken]
         return proposals
 
@@ -133,10 +132,11 @@ class Ledger:
         self.pool.add(units, values, provenance, reasons)
         return start
 
-    def history(self, to_native: Callable[[np.ndarray], np.ndarray], sign: float) -> pd.DataFrame:
-        """One row per evaluation, in order: x (native), y (user sign), status and provenance."""
+    def history(self, frame: Callable[[np.ndarray], pd.DataFrame], sign: float) -> pd.DataFrame:
+        """One row per evaluation, in order: x (native, the columns ``frame`` makes of the unit points), y (user
+        sign), status and provenance."""
         pool = self.pool
-        df = pd.DataFrame(to_native(pool.x), columns=[f"x{i}" for i in range(self.dim)])
+        df = frame(pool.x).reset_index(drop=True)
         df.insert(0, "evaluation", np.arange(len(pool)))
         df["y"] = sign * pool.y
         df["status"] = np.where(pool.ok, "ok", "failed")

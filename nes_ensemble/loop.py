@@ -35,8 +35,8 @@ class Driven(Protocol):
     def n_evaluations(self) -> int:
         """Evaluations told so far."""
 
-    def ask(self, n: int | None = None) -> np.ndarray:
-        """The next points to evaluate."""
+    def ask_points(self, n: int | None = None) -> np.ndarray:
+        """The next points to evaluate, as an array."""
 
     def tell(self, X: np.ndarray, y: Any, reasons: Any = None) -> None:
         """Their values (NaN: failed, with the reason)."""
@@ -149,7 +149,7 @@ def drive(opt: Driven, evaluate: Callable[[np.ndarray], np.ndarray], budget: int
     streak = FailureStreak(ev.max_failures)
     while opt.n_evaluations < budget:
         with stop.bookkeeping():
-            X = opt.ask()[: budget - opt.n_evaluations]
+            X = opt.ask_points()[: budget - opt.n_evaluations]
         for group in [X] if batched else [x[None] for x in X]:
             stop.check()
             y, reasons = _evaluate(evaluate, group.copy(), ev.timeout, ev.retries)  # fn may change its x in place
@@ -186,7 +186,7 @@ def drive_parallel(opt: Driven, fn: Callable[[np.ndarray], float], budget: int,
                     x = retry.pop(0)
                 else:
                     with stop.bookkeeping():
-                        x = opt.ask(1)[0]
+                        x = opt.ask_points(1)[0]
                 in_flight[pool.submit(x)] = x
             for handle, (kind, value) in pool.wait(list(in_flight)):
                 x = in_flight.pop(handle)

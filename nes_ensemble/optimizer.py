@@ -1,4 +1,4 @@
-"""The ask / tell optimizer and ``optimize`` on top of it.
+"""The ask / tell optimizer (``optimize`` is built on it in ``synchronous.py``).
 
 ``Optimizer`` is thin: it holds the config, the seed and the random generators, maps between the
 user's box and the unit cube, and keeps the run record (``Ledger``) apart from what plans the
@@ -9,9 +9,7 @@ when the queue is empty, so it can be called again before earlier points are tol
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,29 +17,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint, resume
-from .config import check_budget, check_seed, make_config
+from .config import check_seed, make_config
 from .ledger import Ledger, Proposal
-from .loop import run, torch_threads
+from .pool import Provenance
 from .proposers.base import RunSetup
 from .proposers.registry import make_proposer
-from .space import Box
-
-
-@dataclass
-class Result:
-    """What ``optimize`` returns: the best point, every evaluation in order, and the lineage."""
-
-    best_x: np.ndarray
-    best_y: float
-    X: np.ndarray
-    y: np.ndarray
-    history: pd.DataFrame
-    lineage: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
+from .space import Space, make_box
 
 
 class Optimizer:
-    """Ask / tell optimizer over a box. Maximizes by default; ``direction="minimize"`` flips it.
+    """Ask / tell optimizer over a box, or a space of named parameters (then it asks and tells dicts).
+    Maximizes by default; ``direction="minimize"`` flips it.
 
     ``config`` takes the keys of ``conf/`` (groups ``strategy``, ``ensemble``, ``search``,
     ``evolution``, ``evaluator`` and ``budget``); unknown keys are rejected. The same seed and config
@@ -49,12 +35,12 @@ class Optimizer:
     (JSON lines, fsynced) before ``tell`` returns, and ``load`` replays what a checkpoint missed.
     """
 
-    def __init__(self, bounds: Sequence[Sequence[float]], config: Mapping[str, Any] | DictConfig | None = None,
-                 seed: int | None = 0, direction: str = "maximize", journal: str | os.PathLike | None = None,
-                 **overrides: Any):
+    def __init__(self, bounds: Sequence[Sequence[float]] | Mapping[str, Any],
+                 config: Mapping[str, Any] | DictConfig | None = None, seed: int | None = 0,
+                 direction: str = "maximize", journal: str | os.PathLike | None = None, **overrides: Any):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction={direction!r}: choose maximize or minimize")
-        self.box = Box(bounds)
+        self.box = make_box(bounds)
         self.cfg = make_config(config, **overrides)
         # seed=None: a fresh seed, kept in opt.seed so the run can be repeated
         self.seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else check_seed(seed)
@@ -76,9 +62,14 @@ class Optimizer:
         return self.box.bounds
 
     # ------------------------------------------------------------------ ask / tell
-    def ask(self, n: int | None = None) -> np.ndarray:
-        """The next ``n`` points to evaluate, [n, dim] inside the bounds (n=None: the rest of this round)."""
-        if n is not None and (not isinstance(n, (int, np.integer)) or n < 1):
+    def ask(self, n: int | None = None) -> Any:
+        """The next ``n`` points to evaluate, [n, dim] inside the bounds, or n settings (dicts) of a space
+        (n=None: the rest of this round)."""
+        return self.box.present(self.ask_points(n))
+
+    def ask_points(self, n: int | None = None) -> np.ndarray:
+        """``ask`` as an array [n, dim] (for a space, the points as the search encodes them; what the loop uses)."""
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
             raise ValueError(f"ask(n={n!r}): n must be a positive integer")
         proposals = self.ledger.take(None if n is None else int(n), self._plan)
         X = self.box.to_native(np.stack([p.x for p in proposals]))
@@ -91,12 +82,48 @@ class Optimizer:
         for p in proposals:  # a last guard: ask never hands out a point outside the box or with NaN in it
             if not np.isfinite(p.x).all():
                 p.x = np.clip(np.nan_to_num(p.x, nan=0.5), 0.0, 1.0)
+            p.x = self.box.snap(p.x)  # a space's integers rounded, categoricals decided
+        if isinstance(self.box, Space):
+            self._not_again(proposals)
         return proposals
 
+    def _not_again(self, proposals: list[Proposal]) -> None:
+        """Integers and categoricals make proposals land on points already evaluated (or planned): move such a
+        proposal to a random setting not seen yet, if one is found in a few draws."""
+        seen = {tuple(x) for x in self.ledger.taken()}
+        for p in proposals:
+            for _ in range(0 if p.provenance.source == "repeat" else 20):  # (a repeat is meant to repeat)
+                if tuple(p.x) not in seen:
+                    break
+                p.x = self.box.snap(self.rng.random(self.dim))
+            seen.add(tuple(p.x))
+
+    def enqueue(self, setting: Any) -> None:
+        """Evaluate ``setting`` (a point of the box, or a dict of a space) before anything planned: today's
+        production setting, a colleague's best guess."""
+        native = self.box.accept(setting)
+        self._check_inside(native)
+        for x in self.box.to_unit(native)[::-1]:
+            self.ledger.queue.insert(0, Proposal(self.box.snap(x), Provenance("enqueued")))
+
+    def _check_inside(self, X: np.ndarray) -> None:
+        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
+        if X.ndim != 2 or X.shape[1] != self.dim:
+            raise ValueError(f"{X.tolist()}: expected points of {self.dim} coordinates")
+        outside = ~np.all((X >= lo) & (X <= hi), axis=1)
+        if outside.any():
+            raise ValueError(f"the point {X[outside][0].tolist()} lies outside the bounds {self.bounds.tolist()}")
+
+    def _foreign(self, x: np.ndarray) -> Proposal:
+        """A told point that was not asked: an evaluation made elsewhere, accepted if inside the space."""
+        self._check_inside(x[None])
+        return Proposal(self.box.snap(self.box.to_unit(x)), Provenance("foreign"))
+
     def tell(self, X: np.ndarray, y: np.ndarray | Sequence[float], reasons: Sequence[str] | None = None) -> None:
-        """Report values for points returned by ``ask`` (in any order). NaN or inf marks a failed
-        evaluation; ``reasons`` (one string per point) may say why it failed."""
-        X = np.atleast_2d(np.asarray(X, dtype=float))
+        """Report values for points returned by ``ask`` (in any order; a point not asked is an evaluation
+        made elsewhere, recorded as ``foreign``). NaN or inf marks a failed evaluation; ``reasons`` (one
+        string per point) may say why it failed."""
+        X = self.box.accept(X)
         y = np.atleast_1d(np.asarray(y, dtype=float)).reshape(-1)
         if X.shape[1] != self.dim:
             raise ValueError(f"tell: X has {X.shape[1]} columns but the bounds have {self.dim} dimensions")
@@ -104,7 +131,7 @@ class Optimizer:
             raise ValueError(f"tell: {X.shape[0]} points but {y.shape[0]} values")
         if reasons is not None and (isinstance(reasons, str) or len(reasons) != len(y)):
             raise ValueError(f"tell: {len(y)} values but reasons={reasons!r}; give one reason per point")
-        proposals = self.ledger.match(X)
+        proposals = self.ledger.match(X, self._foreign)
         values = np.where(np.isfinite(y), self.sign * y, np.nan)
         reasons = [""] * len(values) if reasons is None else [str(r) for r in reasons]
         start = self.ledger.record(X, np.stack([p.x for p in proposals]), self.sign * values, values,
@@ -133,7 +160,7 @@ class Optimizer:
         i = self.proposer.recommend(self.ledger)
         if i is None:
             return None, None
-        return self.box.to_native(self.pool.x[i]), float(self.sign * self.pool.y[i])
+        return self.box.present(self.box.to_native(self.pool.x[i : i + 1]))[0], float(self.sign * self.pool.y[i])
 
     @property
     def pool(self) -> Any:
@@ -161,7 +188,7 @@ class Optimizer:
 
     def history(self) -> pd.DataFrame:
         """One row per evaluation, in order: x (native), y (user sign), status and provenance."""
-        return self.ledger.history(self.box.to_native, self.sign)
+        return self.ledger.history(lambda u: self.box.frame(self.box.to_native(u)), self.sign)
 
     def metrics(self) -> dict[str, float]:
         """Plain numbers describing the run now, for progress and tracking."""
@@ -174,7 +201,8 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """The whole state as plain values and tensors (the checkpoint format of ``checkpoint``)."""
         return {"config": OmegaConf.to_container(self.cfg), "seed": self.seed, "direction": self.direction,
-                "bounds": self.bounds.tolist(),
+                "bounds": self.bounds.tolist(), **({"space": self.box.to_dict()} if isinstance(self.box, Space)
+                                                   else {}),
                 "generators": {"torch": self.generator.get_state(), "numpy": self.rng.bit_generator.state},
                 "ledger": self.ledger.state_dict(),
                 "proposer": {"name": self.proposer.name, "state": self.proposer.state_dict()}}
@@ -203,45 +231,3 @@ class Optimizer:
         run's settings is told the journal's evaluations again in order; re-planning reproduces the proposals
         they answered, so a run that continues from here is the run that was interrupted."""
         return resume.rebuild(cls(bounds, config=config, seed=seed, direction=direction), journal)
-
-
-def optimize(fn: Callable, bounds: Sequence[Sequence[float]], budget: int = 300, seed: int | None = 0,
-             strategy: str = "nes", *, batched: bool = False, direction: str = "maximize",
-             callback: Callable[[Optimizer], None] | None = None, evaluator: str | Mapping[str, Any] | None = None,
-             n_workers: int | None = None, threads: int | None = 1, **overrides: Any) -> Result:
-    """Maximize (or minimize) ``fn`` over ``bounds`` with exactly ``budget`` evaluations.
-
-    ``fn`` maps one x [n] to a float (``batched=True``: [m, n] -> [m]). Keyword ``overrides`` set
-    config keys: ``ensemble={"members": 20}``, ``search__mode="original"``. ``callback(opt)`` runs
-    after every round of evaluations (progress bars, tracking). ``evaluator="processes"`` or
-    ``"ray"`` with ``n_workers=4`` evaluates that many points at once. torch uses ``threads`` CPU threads
-    while it runs (None: torch's own setting), as on the command line.
-    """
-    budget = check_budget(budget)
-    ev = dict(evaluator) if isinstance(evaluator, Mapping) else ({"name": evaluator} if evaluator else {})
-    if n_workers is not None:
-        ev["n_workers"] = n_workers
-    if ev:
-        overrides["evaluator"] = ev
-    start = time.perf_counter()
-    with torch_threads(threads):
-        opt = Optimizer(bounds, seed=seed, direction=direction, strategy={"name": strategy}, budget=budget,
-                        **overrides)
-        try:
-            run(opt, fn, budget, callback, batched)
-        except BaseException as err:  # the objective failing, a value that is no number, Ctrl-C: keep what was paid for
-            try:
-                err.result = _result(opt, start)  # type: ignore[attr-defined]
-            except Exception:  # never hide the error that stopped the run
-                raise err from None
-            err.add_note(f"nes_ensemble: the {opt.n_evaluations} evaluations made before this are in the "
-                         "exception's .result (a Result, like optimize returns)")
-            raise
-    return _result(opt, start)
-
-
-def _result(opt: Optimizer, start: float) -> Result:
-    """The Result of the evaluations ``opt`` holds (a run that stopped early holds fewer than its budget)."""
-    best_x, best_y = opt.best
-    return Result(best_x, best_y, opt.box.to_native(opt.pool.x), opt.sign * opt.pool.y, opt.history(),
-                  list(opt.events), time.perf_counter() - start)

@@ -18,13 +18,15 @@ import numpy as np
 from . import checkpoint
 from .ledger import Ledger
 from .pool import Journal
+from .space import Space
 
 
 def load(cls: type, path: str | os.PathLike, journal: str | os.PathLike | None) -> Any:
     """The optimizer of class ``cls`` saved at ``path``, with the evaluations its journal holds beyond it."""
     state = checkpoint.read(path)
     saved = state["ledger"]
-    opt = cls(state["bounds"], config=state["config"], seed=state["seed"], direction=state["direction"])
+    space = Space.from_dict(state["space"]) if "space" in state else state["bounds"]
+    opt = cls(space, config=state["config"], seed=state["seed"], direction=state["direction"])
     if state["proposer"]["state"] is None:  # an engine that cannot be saved: replay the pool into a fresh one
         if replay(opt, Ledger.rows_of(saved, opt.sign)):
             raise ValueError(f"{path}: the checkpoint's evaluations do not replay into strategy "
@@ -53,7 +55,7 @@ def rebuild(opt: Any, journal: str | os.PathLike) -> Any:
 
 def replay(opt: Any, rows: list[dict]) -> int:
     """Tell ``opt`` recorded rows again (see ``Ledger.replay``); returns how many were adopted as they are."""
-    return opt.ledger.replay(rows, lambda: opt.ask(1)[0], opt.tell, lambda rest: _adopt(opt, rest))
+    return opt.ledger.replay(rows, lambda: opt.ask_points(1)[0], opt.tell, lambda rest: _adopt(opt, rest))
 
 
 def _adopt(opt: Any, rows: list[dict]) -> None:
