@@ -14,7 +14,10 @@ def test_the_python_api_example_runs_as_written(tmp_path, monkeypatch):
     assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)  # it saves opt.pt
     scope: dict = {}
-    exec("\n".join(blocks), scope)
+    exec(blocks[0], scope)  # the named space
+    assert scope["result"].best_params["policy"] == "lifo" and scope["result"].params[0] == scope["today"]
+    assert scope["opt"].n_evaluations == 5 and scope["opt"].history().source.iloc[-1] == "foreign"
+    exec("\n".join(blocks[1:]), scope)
     assert scope["result"].X.shape == (150, 4) and scope["result"].best_y < 0.05
     assert scope["opt"].n_evaluations == 4
 
