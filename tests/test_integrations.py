@@ -1,0 +1,44 @@
+"""NESSampler: an Optuna study keeps its storage and swaps in nes_ensemble's search in one line."""
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+ROOT = Path(__file__).resolve().parents[1]
+
+STUDY = textwrap.dedent("""
+    import sys, numpy as np, optuna
+    from nes_ensemble.integrations.optuna import NESSampler
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial):
+        x = trial.suggest_float("x", -5, 10)
+        lr = trial.suggest_float("lr", 1e-4, 1.0, log=True)
+        n = trial.suggest_int("n", 1, 32, log=True)
+        c = trial.suggest_categorical("c", ["a", "b", "c"])
+        assert isinstance(n, int) and c in ("a", "b", "c") and 1e-4 <= lr <= 1.0
+        return (x - 2) ** 2 + (np.log10(lr) + 2) ** 2 + (np.log2(n) - 3) ** 2 + (c != "b")
+
+    study = optuna.create_study(study_name="s", storage=sys.argv[1], load_if_exists=True, sampler=NESSampler(seed=0))
+    study.optimize(objective, n_trials=30)
+    print(len(study.trials), study.best_value)
+""")
+
+
+def test_a_study_driven_by_nessampler_resumes_in_a_new_process_and_finds_the_optimum(tmp_path):
+    script, storage = tmp_path / "study.py", f"sqlite:///{tmp_path}/study.db"
+    script.write_text(STUDY)
+    for _ in range(2):  # 30 trials, then the study is loaded from its storage in a new process for 30 more
+        done = subprocess.run([sys.executable, str(script), storage], capture_output=True, text=True, timeout=300,
+                              env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+        assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="s", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 60
+    assert study.best_value < 0.05 and study.best_params["c"] == "b" and study.best_params["n"] in (7, 8, 9)
+    late = [t.number for t in complete if t.value < 0.2]
+    assert any(n >= 30 for n in late)  # the second process went on searching near the optimum
