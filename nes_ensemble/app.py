@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 import hydra
 import numpy as np
@@ -28,6 +29,7 @@ from .optimizer import Optimizer
 from .plots import convergence_plot, lineage_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .remote import Objective
+from .space import Space
 from .tracking import Tracker, default_uri, prepare_store
 
 ConfigStore.instance().store(name="base_config", node=AppConfig)
@@ -40,9 +42,15 @@ def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
     if cfg.name == "callable":
         if not cfg.fn:
             raise ValueError("problem=callable needs problem.fn=package.module.function")
-        if cfg.bounds is None:
-            raise ValueError("problem=callable needs problem.bounds, e.g. 'problem.bounds=[[0,1],[0,1]]'")
+        if cfg.bounds is None and cfg.space is None:
+            raise ValueError("problem=callable needs problem.bounds, e.g. 'problem.bounds=[[0,1],[0,1]]', or "
+                             "problem.space (named parameters; see conf/problem/callable.yaml)")
         bounds = OmegaConf.to_container(cfg.bounds) if OmegaConf.is_config(cfg.bounds) else cfg.bounds
+        if cfg.space is not None:
+            spec = OmegaConf.to_container(cfg.space) if OmegaConf.is_config(cfg.space) else cfg.space
+            if not isinstance(spec, dict):
+                raise ValueError(f"problem.space={spec!r}: give name: {{type: float | int | categorical, ...}}")
+            bounds = Space.from_dict(spec)
         problem = from_callable(import_function(cfg.fn), bounds, cfg.batched, cfg.direction, cfg.optimum,
                                 name=cfg.fn.rsplit(".", 1)[-1])
         return noisy(problem, cfg.noise_std, seed) if cfg.noise_std else problem
@@ -181,7 +189,7 @@ def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
         return opt
     os.makedirs(run_dir, exist_ok=True)
     _save_config(cfg, run_dir)
-    opt = Optimizer(problem.bounds, config=cfg, seed=cfg.seed, direction=_direction(problem),
+    opt = Optimizer(_space(problem), config=cfg, seed=cfg.seed, direction=_direction(problem),
                     journal=os.path.join(run_dir, JOURNAL))
     opt.save(checkpoint)
     return opt
@@ -197,9 +205,13 @@ def _load(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
         if not os.path.exists(journal):
             raise
         print(f"nes_ensemble: {err}\nnes_ensemble: rebuilding the run from {journal}", file=sys.stderr)
-    opt = Optimizer.rebuild(problem.bounds, journal, config=cfg, seed=cfg.seed, direction=_direction(problem))
+    opt = Optimizer.rebuild(_space(problem), journal, config=cfg, seed=cfg.seed, direction=_direction(problem))
     opt.save(checkpoint)
     return opt
+
+
+def _space(problem: Problem) -> Any:
+    return problem.space if problem.space is not None else problem.bounds
 
 
 def _direction(problem: Problem) -> str:
@@ -280,7 +292,9 @@ def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, 
     if "distance" in regret:
         parts.append(f"distance to optimum {regret['distance']:.3g}")
     parts += [f"{opt.n_evaluations} evaluations", f"{seconds:.1f} s", f"run dir {run_dir}"]
-    print(f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest x = {np.array2string(best_x, precision=5)}")
+    shown = best_x if isinstance(best_x, dict) else np.array2string(best_x, precision=5)
+    print(f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest {'setting' if isinstance(best_x, dict) else 'x'} "
+          f"= {shown}")
     return {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
 
 
@@ -317,6 +331,8 @@ class _interrupts:
 
 def _known_truth(problem: Problem, opt: Optimizer) -> dict[str, float]:
     best_x, _ = opt.best
+    if best_x is not None and problem.space is not None:
+        best_x = problem.space.accept(best_x)[0]
     out = {}
     if best_x is not None and problem.optimum_value is not None:
         out["regret"] = problem.regret(best_x)

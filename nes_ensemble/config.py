@@ -218,6 +218,7 @@ class ProblemConfig:
     noise_std: float = 0.0  # Gaussian noise added to every evaluation
     fn: str = ""  # callable: "package.module.function"
     bounds: Any = None  # callable: [[low, high], ...]
+    space: Any = None  # callable, instead of bounds: {name: {type: float | int | categorical, low, high, log, choices}}
     batched: bool = False  # callable: fn maps [m, n] to [m]
     direction: str = "maximize"  # callable: maximize | minimize
     optimum: Any = None  # callable: known best value, if any, to report regret

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .space import check_bounds
+from .space import Space, check_bounds
 
 
 @dataclass
@@ -28,6 +28,7 @@ class Problem:
     optimizers: np.ndarray | None = None  # [j, n]: every known maximizer
     noise_std: float = 0.0
     sign: float = 1.0  # -1 when the user's objective is minimized: fn returns its negation
+    space: Any = None  # a named Space: fn then takes its encoded points (bounds are its unit cube)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0), repr=False)
 
     @property
@@ -188,21 +189,24 @@ def import_function(path: str) -> Callable:
     return fn
 
 
-def from_callable(fn: Callable, bounds: Sequence[Sequence[float]], batched: bool = False,
+def from_callable(fn: Callable, bounds: Sequence[Sequence[float]] | Any, batched: bool = False,
                   direction: str = "maximize", optimum: float | None = None, name: str = "callable") -> Problem:
-    """Wrap a user's function (one x [n] -> float, or [m, n] -> [m] with ``batched``) as a Problem."""
+    """Wrap a user's function as a Problem: one x [n] -> float (or [m, n] -> [m] with ``batched``) over
+    bounds, or one setting (a dict) -> float (``batched``: a list of dicts) over a named ``Space``."""
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction={direction!r}: choose maximize or minimize")
-    b = check_bounds(bounds)
+    space = bounds if isinstance(bounds, Space) else None
+    b = space.bounds if space is not None else check_bounds(bounds)
     sign = 1.0 if direction == "maximize" else -1.0
 
     def f(x: np.ndarray) -> np.ndarray:
+        points = space.present(x) if space is not None else x
         if batched:
-            return sign * np.asarray(fn(x), dtype=float).reshape(-1)
-        return sign * np.array([float(fn(row)) for row in x])
+            return sign * np.asarray(fn(points), dtype=float).reshape(-1)
+        return sign * np.array([float(fn(p)) for p in points])
 
     value = None if optimum is None else sign * float(optimum)
-    return Problem(name, f, b, value, None, sign=sign)
+    return Problem(name, f, b, value, None, sign=sign, space=space)
 
 
 def read_cluster(workload: str = "steady", seed: int = 0) -> Problem:

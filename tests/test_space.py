@@ -104,3 +104,44 @@ def test_a_space_written_as_plain_values_names_an_unknown_type():
     space = Space.from_dict({"threads": {"type": "int", "low": 1, "high": 64, "log": True},
                              "policy": {"type": "categorical", "choices": ["fifo", "lifo"]}})
     assert space.dim == 3 and Space.from_dict(space.to_dict()).to_dict() == space.to_dict()
+
+
+KNOBS = """
+import math
+def system(p):
+    assert isinstance(p["threads"], int) and p["policy"] in ("fifo", "lifo", "random")
+    return -((math.log2(p["threads"]) - 3.5) ** 2 + (p["policy"] != "lifo") + (math.log10(p["timeout_s"]) + 1) ** 2)
+"""
+SPACE_ARG = ("problem.space={threads:{type:int,low:1,high:64,log:true},policy:{type:categorical,"
+             "choices:[fifo,lifo,random]},timeout_s:{type:float,low:0.01,high:10.0,log:true}}")
+
+
+def _cli(tmp_path, *args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "knobs.py").write_text(KNOBS)
+    return subprocess.run([sys.executable, "-m", "nes_ensemble", "problem=callable", "problem.fn=knobs.system",
+                           "tracking.enabled=false", "progress=false", *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])})
+
+
+def test_the_command_line_takes_a_named_space_and_writes_named_history(tmp_path):
+    done = _cli(tmp_path, SPACE_ARG, "budget=30", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "best setting = {'threads':" in done.stdout
+    import pandas as pd
+
+    h = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert list(h.columns[1:4]) == ["threads", "policy", "timeout_s"] and (h.threads == h.threads.round()).all()
+    assert set(h.policy) <= {"fifo", "lifo", "random"} and h.y.max() > -1.0
+
+
+def test_a_space_with_an_unknown_type_on_the_command_line_is_named(tmp_path):
+    done = _cli(tmp_path, "problem.space={threads:{type:integer,low:1,high:64}}", "budget=12",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and "threads: type 'integer'" in done.stderr and "Traceback" not in done.stderr
