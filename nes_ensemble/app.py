@@ -54,7 +54,7 @@ def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
         problem = from_callable(import_function(cfg.fn), bounds, cfg.batched, cfg.direction, cfg.optimum,
                                 name=cfg.fn.rsplit(".", 1)[-1])
         return noisy(problem, cfg.noise_std, seed) if cfg.noise_std else problem
-    return make_problem(cfg.name, cfg.dim, cfg.noise_std, seed, cfg.workload)
+    return make_problem(cfg.name, cfg.dim, cfg.noise_std, seed, cfg.workload, cfg.typed)
 
 
 def run_name(cfg: DictConfig, problem: Problem) -> str:

@@ -223,6 +223,7 @@ class ProblemConfig:
     direction: str = "maximize"  # callable: maximize | minimize
     optimum: Any = None  # callable: known best value, if any, to report regret
     workload: str = "steady"  # read_cluster: steady | bursty | hotspot
+    typed: bool = False  # read_cluster: its named knobs (log temperature, integer latency memory), not the box
 
 
 @dataclass

@@ -168,7 +168,8 @@ def noisy(problem: Problem, std: float, seed: int = 0) -> Problem:
     if not std >= 0:
         raise ValueError(f"noise_std={std!r}: must be a non-negative number")
     return Problem(problem.name if std == 0 else f"noisy_{problem.name}", problem.fn, problem.bounds,
-                   problem.optimum_value, problem.optimizers, std, problem.sign, np.random.default_rng(seed))
+                   problem.optimum_value, problem.optimizers, std, problem.sign, np.random.default_rng(seed),
+                   problem.space)
 
 
 def import_function(path: str) -> Callable:
@@ -209,19 +210,27 @@ def from_callable(fn: Callable, bounds: Sequence[Sequence[float]] | Any, batched
     return Problem(name, f, b, value, None, sign=sign, space=space)
 
 
-def read_cluster(workload: str = "steady", seed: int = 0) -> Problem:
+def read_cluster(workload: str = "steady", seed: int = 0, typed: bool = False) -> Problem:
     """The live storage read-cluster (``read_cluster.py``): minimize mean read latency; noisy, stateful,
-    optimum unknown. Each evaluation advances the running cluster by one window of traffic."""
-    from .read_cluster import BOUNDS, ClusterConfig, LiveObjective
+    optimum unknown. Each evaluation advances the running cluster by one window of traffic. ``typed``: its
+    named knobs (``knob_space``: log-scale temperature, an integer latency memory) instead of the plain box."""
+    from .read_cluster import BOUNDS, ClusterConfig, LiveObjective, knob_space
 
     live = LiveObjective(ClusterConfig(workload=workload), seed=seed)
+    if typed:
+        space = knob_space()
+        return Problem(f"read_cluster_{workload}_knobs",
+                       lambda X: np.array([live.setting(p) for p in space.present(X)]), space.bounds.copy(),
+                       space=space)
     return Problem(f"read_cluster_{workload}", lambda X: np.array([live(x) for x in X]), BOUNDS.copy())
 
 
-def make_problem(name: str, dim: int = 0, noise_std: float = 0.0, seed: int = 0, workload: str = "steady") -> Problem:
+def make_problem(name: str, dim: int = 0, noise_std: float = 0.0, seed: int = 0, workload: str = "steady",
+                 typed: bool = False) -> Problem:
     """A built-in problem by name, e.g. ``make_problem("ackley", dim=20, noise_std=0.1)``."""
     if name == "read_cluster":
-        return noisy(read_cluster(workload, seed), noise_std, seed) if noise_std else read_cluster(workload, seed)
+        problem = read_cluster(workload, seed, typed)
+        return noisy(problem, noise_std, seed) if noise_std else problem
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem {name!r}: choose from {', '.join(sorted(PROBLEMS))}, read_cluster "
                          "or callable")

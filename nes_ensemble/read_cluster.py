@@ -23,8 +23,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .space import Space
 
 BOUNDS = np.array([[0.0, 1.0], [-1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [-3.0, 1.0]])
 PARAMETERS = ("w_queue", "w_trend", "w_latency", "w_noise", "log10_temperature")
@@ -103,7 +107,8 @@ class ReadCluster:
                 if k:
                     lat = [self.tick - q.popleft() + 1 for _ in range(k)]
                     done.extend(lat)
-                    self.seen_latency[:, t] = 0.9 * self.seen_latency[:, t] + 0.1 * float(np.mean(lat))
+                    a = 1.0 / policy.memory  # the moving average's weight of the newest window
+                    self.seen_latency[:, t] = (1.0 - a) * self.seen_latency[:, t] + a * float(np.mean(lat))
                     self.served += k
             self.history.append(self.queue_lengths())
             self.tick += 1
@@ -113,10 +118,10 @@ class ReadCluster:
 class Policy:
     """A replica selection policy: tunable scores (x) or one of the reference policies (by name)."""
 
-    def __init__(self, x: np.ndarray | None = None, name: str = "tuned", seed: int = 0):
+    def __init__(self, x: np.ndarray | None = None, name: str = "tuned", seed: int = 0, memory: int = 10):
         if name not in ("tuned", *REFERENCES):
             raise ValueError(f"policy {name!r}: choose tuned or one of {', '.join(REFERENCES)}")
-        self.name = name
+        self.name, self.memory = name, memory  # memory: windows the latency seen is averaged over
         self.x = None if x is None else np.clip(np.asarray(x, dtype=float), BOUNDS[:, 0], BOUNDS[:, 1])
         self.rng = np.random.default_rng(seed)
 
@@ -156,10 +161,27 @@ class LiveObjective:
         self.calls = 0
         self.cluster.run(Policy(name="random", seed=seed), warmup)
 
-    def __call__(self, x: np.ndarray) -> float:
+    def __call__(self, x: np.ndarray, memory: int = 10) -> float:
         self.calls += 1
-        lat = self.cluster.run(Policy(x, seed=self.seed * 100003 + self.calls), self.cluster.cfg.window)
+        policy = Policy(x, seed=self.seed * 100003 + self.calls, memory=memory)
+        lat = self.cluster.run(policy, self.cluster.cfg.window)
         return -float(lat.mean()) if lat.size else -float(self.cluster.cfg.window)
+
+    def setting(self, knobs: dict) -> float:
+        """F of a setting of the named knobs (``knob_space``): the same policy, with the latency memory too."""
+        x = np.array([knobs["w_queue"], knobs["w_trend"], knobs["w_latency"], knobs["w_noise"],
+                      np.log10(knobs["temperature"])])
+        return self(x, memory=int(knobs["latency_memory"]))
+
+
+def knob_space() -> "Space":
+    """The policy's knobs by name: the four weights, the temperature on a log scale, and how many windows of
+    reads each initiator's latency estimate averages over (a whole number; the plain box fixes it at 10)."""
+    from .space import Float, Int, Space
+
+    return Space({"w_queue": Float(0.0, 1.0), "w_trend": Float(-1.0, 1.0), "w_latency": Float(0.0, 1.0),
+                  "w_noise": Float(0.0, 1.0), "temperature": Float(1e-3, 10.0, log=True),
+                  "latency_memory": Int(1, 100, log=True)})
 
 
 def measure(policy_x: np.ndarray | None, name: str, seeds: range, config: ClusterConfig | None = None,
