@@ -233,6 +233,21 @@ class Space:
         flat = u.reshape(-1, self.dim)
         return self._encode_columns(self._decode_columns(flat)).reshape(u.shape)
 
+    def neighbours(self, u: np.ndarray) -> np.ndarray:
+        """The encoded settings one discrete step from the snapped point u [dim]: each other choice of a
+        categorical, an integer one up or down. Empty when the space has nothing discrete."""
+        setting = self.present(self.snap(u)[None])[0]
+        out = []
+        for name, p in self.params.items():
+            if isinstance(p, Categorical):
+                steps = [c for c in p.choices if c != setting[name]]
+            elif isinstance(p, Int):
+                steps = [v for v in (setting[name] - 1, setting[name] + 1) if p.low <= v <= p.high]
+            else:
+                continue
+            out += [{**setting, name: v} for v in steps]
+        return self.accept(out) if out else np.empty((0, self.dim))
+
     def _decode_columns(self, U: np.ndarray) -> dict[str, np.ndarray]:
         return {name: p.decode(U[:, self.slices[name]]) for name, p in self.params.items()}
 

@@ -27,6 +27,7 @@ class RunSetup:
     seed: int
     rng: np.random.Generator
     generator: torch.Generator
+    space: Any = None  # the named Space when the run has one (baselines that take typed parameters use it)
 
 
 class Proposer(ABC):

@@ -149,11 +149,15 @@ class OptunaSearch(Baseline):
                        else samplers.GPSampler(seed=self.seed))
         self.study = self.optuna.create_study(direction="maximize", sampler=sampler)
         self.trials: dict[int, Any] = {}
+        self.space = setup.space
 
     def draw(self, ledger: Ledger) -> np.ndarray:
-        """The sampler's next trial."""
+        """The sampler's next trial: on a named space with Optuna's own distributions (integers, choices, log
+        scales), else on the unit cube."""
         trial = self.study.ask()
         self.trials[self.drawn] = trial
+        if self.space is not None:
+            return self.space.accept({name: _suggest(trial, name, p) for name, p in self.space.params.items()})
         return np.array([[trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(self.dim)]])
 
     def tell(self, index: int, value: float, ledger: Ledger) -> None:
@@ -268,6 +272,17 @@ class _Inverted:
     def close(self) -> None:
         """Let the searcher's thread end."""
         self._tells.put(None)
+
+
+def _suggest(trial: Any, name: str, p: Any) -> Any:
+    """One parameter of a named space suggested by an Optuna trial."""
+    from ..space import Categorical, Int
+
+    if isinstance(p, Categorical):
+        return trial.suggest_categorical(name, list(p.choices))
+    if isinstance(p, Int):
+        return trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
+    return trial.suggest_float(name, p.low, p.high, log=p.log)
 
 
 def sobol(dim: int, seed: int, start: int, n: int) -> np.ndarray:

@@ -27,8 +27,9 @@ from ..targets import poisson_weights, standardized, train_targets
 class KernelSearch:
     """Expected-improvement proposals from ``search.kernel.members`` Gaussian-process members."""
 
-    def __init__(self, dim: int, cfg: DictConfig, seed: int, rng: np.random.Generator):
+    def __init__(self, dim: int, cfg: DictConfig, seed: int, rng: np.random.Generator, space: Any = None):
         self.cfg, self.dim, self.seed, self.rng = cfg, dim, seed, rng
+        self.space = space  # a named Space: candidates and the climbed points are judged as the settings they are
         self.members = KernelMembers(dim, cfg.members)
         self.fits = 0  # fits so far: each round draws a fresh set of candidates
 
@@ -82,6 +83,8 @@ class KernelSearch:
         each climbed by Adam with a step that shrinks from 0.05 to 1e-4 (in the unit cube)."""
         cfg = self.cfg
         raw = qmc.Sobol(self.dim, scramble=True, seed=self.seed + 7727 * self.fits).random(cfg.candidates)
+        if self.space is not None:
+            raw = self.space.snap(raw)
         with torch.no_grad():
             score = mixture_log_ei(self.members, torch.as_tensor(raw), best)
         top = raw[torch.argsort(score, descending=True)[: cfg.starts - 1].numpy()]
@@ -96,12 +99,34 @@ class KernelSearch:
                 m.mul_(0.9).add_(0.1 * g)
                 v.mul_(0.999).add_(0.001 * g * g)
                 x = (x + lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-12)).clamp(0.0, 1.0)
+        if self.space is not None:
+            return self._settle(x.detach().numpy(), best)
         with torch.no_grad():
             final = mixture_log_ei(self.members, x, best)
         i = int(torch.argmax(final))
         if not torch.isfinite(x[i]).all():  # a degenerate fit (e.g. values near 1e308): a candidate instead
             return raw[0].copy(), float("-inf")
         return x[i].numpy().copy(), float(final[i])
+
+    def _settle(self, climbed: np.ndarray, best: float) -> tuple[np.ndarray, float]:
+        """On a named space: the climbed points snapped to settings, the best by EI, then improved greedily one
+        discrete step at a time (another choice, an integer one up or down) while EI rises."""
+        def score(points: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return mixture_log_ei(self.members, torch.as_tensor(points, dtype=torch.float64), best).numpy()
+
+        points = self.space.snap(climbed)
+        values = score(points)
+        x, value = points[int(np.argmax(values))], float(values.max())
+        for _ in range(8):
+            near = self.space.neighbours(x)
+            if not len(near):
+                break
+            s = score(near)
+            if not np.isfinite(s).any() or s.max() <= value:
+                break
+            x, value = near[int(np.argmax(s))], float(s.max())
+        return x.copy(), value
 
     def state_dict(self) -> dict[str, Any]:
         """The members' hyper-parameters and the fit count."""

@@ -32,7 +32,7 @@ class NetworkProposer(Proposer):
         self.round = 0
         self.ascent_tally = [0, 0]  # successes, trials since the last schedule update
         ker, surrogate = self.cfg.search.kernel, self.cfg.search.mode == "surrogate"  # not the original scheme
-        self.kernel = KernelSearch(self.dim, ker, self.seed, self.rng) \
+        self.kernel = KernelSearch(self.dim, ker, self.seed, self.rng, setup.space) \
             if ker.until > 0 and surrogate else None
         self.n_repeats = self.cfg.search.repeat if surrogate else 0
         self.n_design = self.design_size  # initial-design points handed out (more while the design is out)
