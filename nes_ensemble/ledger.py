@@ -49,6 +49,7 @@ class Ledger:
         self.queue: list[Proposal] = []
         self.events: list[dict] = []
         self.journal = None if journal is None else os.path.abspath(os.fspath(journal))
+        self.describe: Callable[[np.ndarray], list[dict]] | None = None  # points -> settings, for a named space
         self.seconds = 0.0  # wall time of the run so far, kept across checkpoints
 
     def __len__(self) -> int:
@@ -127,8 +128,12 @@ class Ledger:
         the pool (unit cube, maximized ``values``). Returns the pool index of the first new row."""
         start = len(self.pool)
         if self.journal is not None:
-            Journal(self.journal).write([Journal.row(start + i, X[i], units[i], float(y_user[i]), reasons[i],
-                                                     provenance[i]) for i in range(len(values))])
+            rows = [Journal.row(start + i, X[i], units[i], float(y_user[i]), reasons[i], provenance[i])
+                    for i in range(len(values))]
+            if self.describe is not None:  # a named space: each row also says the setting, by name
+                for row, setting in zip(rows, self.describe(X)):
+                    row["params"] = setting
+            Journal(self.journal).write(rows)
         self.pool.add(units, values, provenance, reasons)
         return start
 

@@ -48,6 +48,8 @@ class Optimizer:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self.ledger = Ledger(self.dim, journal)
+        if isinstance(self.box, Space):
+            self.ledger.describe = self.box.present
         self.proposer = make_proposer(RunSetup(self.dim, self.cfg, self.seed, self.rng, self.generator,
                                                self.box if isinstance(self.box, Space) else None))
         self.ledger.events += self.proposer.take_events()

@@ -169,9 +169,14 @@ class LiveObjective:
 
     def setting(self, knobs: dict) -> float:
         """F of a setting of the named knobs (``knob_space``): the same policy, with the latency memory too."""
-        x = np.array([knobs["w_queue"], knobs["w_trend"], knobs["w_latency"], knobs["w_noise"],
-                      np.log10(knobs["temperature"])])
-        return self(x, memory=int(knobs["latency_memory"]))
+        x, memory = knobs_to_x(knobs)
+        return self(x, memory=memory)
+
+
+def knobs_to_x(knobs: dict) -> tuple[np.ndarray, int]:
+    """The plain policy vector and the latency memory of a setting of the named knobs."""
+    return np.array([knobs["w_queue"], knobs["w_trend"], knobs["w_latency"], knobs["w_noise"],
+                     np.log10(knobs["temperature"])]), int(knobs["latency_memory"])
 
 
 def knob_space() -> "Space":
@@ -185,12 +190,12 @@ def knob_space() -> "Space":
 
 
 def measure(policy_x: np.ndarray | None, name: str, seeds: range, config: ClusterConfig | None = None,
-            windows: int = 10, warmup: int = 200) -> np.ndarray:
+            windows: int = 10, warmup: int = 200, memory: int = 10) -> np.ndarray:
     """Mean latency of a policy on fresh traffic, one number per seed (after a warm-up with that policy)."""
     out = []
     for s in seeds:
         cluster = ReadCluster(config, seed=10_000 + s)
-        policy = Policy(policy_x, name=name, seed=s)
+        policy = Policy(policy_x, name=name, seed=s, memory=memory)
         cluster.run(policy, warmup)
         out.append(float(cluster.run(policy, windows * cluster.cfg.window).mean()))
     return np.array(out)

@@ -145,3 +145,12 @@ def test_a_space_with_an_unknown_type_on_the_command_line_is_named(tmp_path):
     done = _cli(tmp_path, "problem.space={threads:{type:integer,low:1,high:64}}", "budget=12",
                 f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 2 and "threads: type 'integer'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_journal_names_each_setting(tmp_path):
+    from nes_ensemble.pool import Journal
+
+    opt = ne.Optimizer(SPACE, config=FAST, seed=0, journal=tmp_path / "j.jsonl")
+    P = opt.ask(3)
+    opt.tell(P, [system(p) for p in P])
+    assert [r["params"] for r in Journal.read(tmp_path / "j.jsonl")] == P
