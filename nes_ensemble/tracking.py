@@ -56,16 +56,26 @@ def store_lock(uri: str, patience: float = 120.0) -> Iterator[None]:
     moment in a fresh folder do not all create (and break) its schema; the first creates it, the others wait.
     Other stores need no lock. After ``patience`` seconds the caller goes on without it."""
     path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
-    if not path or fcntl is None or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+    if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         yield
         return
+    with _waiting_lock(path + ".lock", patience):
+        yield
+
+
+@contextlib.contextmanager
+def _waiting_lock(path: str, patience: float) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path``, waiting for it at most ``patience`` seconds; without
+    advisory locks, or where the file cannot be opened (a read-only folder), go on without one."""
     try:
-        lock = open(path + ".lock", "a")
-    except OSError:  # a read-only folder: nothing can create the store there anyway
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        fcntl = None
+    try:
+        lock = open(path, "a") if fcntl is not None else None
+    except OSError:
+        lock = None
+    if lock is None:
         yield
         return
     with lock:
@@ -298,23 +308,10 @@ class _Writer:
 def _exclusive(run_dir: str, patience: float = 60.0) -> Iterator[None]:
     """Hold the run directory's tracking lock, so that the writer of a killed run finishes its queue
     before the writer of the resumed run reads the run record (for at most ``patience`` seconds)."""
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform
-        fcntl = None
-    if not run_dir or fcntl is None:
+    if not run_dir:
         yield
         return
-    with open(os.path.join(run_dir, ".mlflow_writer.lock"), "w") as lock:
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+    with _waiting_lock(os.path.join(run_dir, ".mlflow_writer.lock"), patience):
         yield
 
 

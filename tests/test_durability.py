@@ -155,13 +155,19 @@ def test_a_damaged_config_is_named_in_one_line(tmp_path):
     assert "config.yaml is damaged" in err and "Traceback" not in err, err
 
 
+def _long_run(uri, run_dir, evaluations):
+    """A 400-evaluation run, returned once its journal holds ``evaluations`` rows."""
+    proc = _app([*FAST, "budget=400", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"])
+    while _lines(run_dir / "evaluations.jsonl") < evaluations:
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    return proc
+
+
 def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
-    proc = _app([*FAST, "budget=400", f"tracking.uri={uri}", f"hydra.run.dir={run_dir}"])
-    while _lines(run_dir / "evaluations.jsonl") < 20:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
+    proc = _long_run(uri, run_dir, 20)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
@@ -192,10 +198,7 @@ def test_ctrl_c_while_the_run_starts_exits_130_without_a_traceback(delay, tmp_pa
 
 def test_a_second_ctrl_c_while_the_run_closes_exits_130_with_the_resume_hint(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _app([*FAST, "budget=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={run_dir}"])
-    while _lines(run_dir / "evaluations.jsonl") < 15:
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.05)
+    proc = _long_run(f"sqlite:///{tmp_path}/mlflow.db", run_dir, 15)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
