@@ -33,8 +33,8 @@ from .space import Space
 from .tracking import Tracker, default_uri, prepare_store
 
 ConfigStore.instance().store(name="base_config", node=AppConfig)
-# the project's conf/ folder (the package is installed in editable mode from the project root)
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+# the configs travel inside the package (a wheel carries them); conf/ at the project root points here
+CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 
 
 def build_problem(cfg: ProblemConfig, seed: int) -> Problem:

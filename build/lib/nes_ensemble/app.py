@@ -1,0 +1,385 @@
+"""The Hydra application: ``python -m nes_ensemble [overrides]``.
+
+Wires the config to a Problem and an Optimizer, runs the ask / tell loop with a progress bar,
+writes the history and plots into the Hydra run directory and tracks the run in MLflow.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import hydra
+import numpy as np
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from .config import AppConfig, ProblemConfig, check_budget, check_seed
+from .loop import EvaluationError, StopFlag
+from .loop import run as run_loop
+from .optimizer import Optimizer
+from .plots import convergence_plot, lineage_plot
+from .problems import Problem, from_callable, import_function, make_problem, noisy
+from .remote import Objective
+from .space import Space
+from .tracking import Tracker, default_uri, prepare_store
+
+ConfigStore.instance().store(name="base_config", node=AppConfig)
+# the configs travel inside the package (a wheel carries them); conf/ at the project root points here
+CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+
+
+def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
+    """The configured problem: a built-in one by name, or the user's function for ``callable``."""
+    if cfg.name == "callable":
+        if not cfg.fn:
+            raise ValueError("problem=callable needs problem.fn=package.module.function")
+        if cfg.bounds is None and cfg.space is None:
+            raise ValueError("problem=callable needs problem.bounds, e.g. 'problem.bounds=[[0,1],[0,1]]', or "
+                             "problem.space (named parameters; see conf/problem/callable.yaml)")
+        bounds = OmegaConf.to_container(cfg.bounds) if OmegaConf.is_config(cfg.bounds) else cfg.bounds
+        if cfg.space is not None:
+            spec = OmegaConf.to_container(cfg.space) if OmegaConf.is_config(cfg.space) else cfg.space
+            if not isinstance(spec, dict):
+                raise ValueError(f"problem.space={spec!r}: give name: {{type: float | int | categorical, ...}}")
+            bounds = Space.from_dict(spec)
+        problem = from_callable(import_function(cfg.fn), bounds, cfg.batched, cfg.direction, cfg.optimum,
+                                name=cfg.fn.rsplit(".", 1)[-1])
+        return noisy(problem, cfg.noise_std, seed) if cfg.noise_std else problem
+    return make_problem(cfg.name, cfg.dim, cfg.noise_std, seed, cfg.workload, cfg.typed)
+
+
+def run_name(cfg: DictConfig, problem: Problem) -> str:
+    """The MLflow run name: ``tracking.run_name``, else what the run is, e.g. nes-hartmann6-k10-s3."""
+    return cfg.tracking.run_name or f"{cfg.strategy.name}-{problem.name}-k{cfg.ensemble.members}-s{cfg.seed}"
+
+
+CHECKPOINT, JOURNAL, CONFIG = "checkpoint.pt", "evaluations.jsonl", "config.yaml"
+
+
+def resume_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
+    """The saved config of the run directory ``cfg.resume`` (the interrupted run's own settings). Of the command
+    line's ``overrides``, ``budget=`` extends the run (saved in its config.yaml) and ``progress=`` applies; the
+    others are ignored with a note, since a run keeps the settings it started with."""
+    run_dir = os.path.abspath(cfg.resume)
+    for names in ((CONFIG,), (CHECKPOINT, JOURNAL)):
+        if not any(os.path.exists(os.path.join(run_dir, name)) for name in names):
+            raise ValueError(f"resume={cfg.resume!r}: {os.path.join(run_dir, names[0])} not found; give the Hydra "
+                             "run directory of the interrupted run (it holds config.yaml and checkpoint.pt)")
+    try:
+        saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
+        if not isinstance(saved, DictConfig) or "problem" not in saved:
+            raise ValueError("not a run's settings")
+    except Exception as err:
+        raise ValueError(f"resume={cfg.resume!r}: {os.path.join(run_dir, CONFIG)} is damaged ({err}); restore it "
+                         "(the run's MLflow parameters and .hydra/config.yaml hold the same settings)") from None
+    saved.resume = run_dir
+    saved.progress = cfg.progress
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides or []]
+    ignored = [o for o, k in zip(overrides or [], keys) if k not in ("resume", "budget", "progress")]
+    if ignored:
+        print(f"nes_ensemble: resume keeps the run's own settings; ignored: {' '.join(ignored)}", file=sys.stderr)
+    if "budget" in keys:
+        saved.budget = cfg.budget  # written to config.yaml once the run is known to hold no more (see _open)
+    return saved
+
+
+def _save_config(cfg: DictConfig, run_dir: str) -> None:
+    """Write config.yaml of ``run_dir`` atomically (a kill never leaves half of it)."""
+    tmp = os.path.join(run_dir, f".{CONFIG}.tmp")
+    OmegaConf.save(cfg, tmp)
+    os.replace(tmp, os.path.join(run_dir, CONFIG))
+
+
+class RunLock:
+    """An exclusive lock on a run directory for as long as a process runs it: a second run or resume of the
+    same folder refuses in one line instead of evaluating points twice. The OS drops it when the process
+    ends, however it ends."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, ".lock")
+
+    def __enter__(self) -> "RunLock":
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise ValueError(f"{os.path.dirname(self.path)} is being run by {holder}; wait for it to end "
+                             "(or stop it) before resuming it") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"process {os.getpid()}")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
+    """One optimization as configured (or the continuation of ``cfg.resume``); returns the summary numbers."""
+    if cfg.resume:
+        cfg = resume_config(cfg, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None)
+        run_dir = cfg.resume
+    with RunLock(run_dir):
+        return _run_locked(cfg, run_dir, project_root)
+
+
+def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
+    import torch
+
+    check_budget(cfg.budget)
+    check_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    problem = build_problem(cfg.problem, cfg.seed)
+    opt = _open(cfg, problem, run_dir)
+    tracker = _tracker(cfg, problem, run_dir, project_root) if cfg.tracking.enabled else None
+    report = _Report(cfg, problem, opt, run_dir, tracker)
+    status, failure = "FINISHED", None
+    stop = StopFlag()
+    with _interrupts(stop):
+        try:
+            run_loop(opt, Objective(problem), cfg.budget, report.after_round, stop=stop)  # in the user's sign
+        except KeyboardInterrupt:
+            status = "KILLED"
+        except EvaluationError as err:
+            status, failure = "FAILED", err
+    seconds = report.close(status)
+    if status == "KILLED":
+        print(f"nes_ensemble: interrupted after {opt.n_evaluations} evaluations, all saved in {run_dir}\n"
+              f"resume with: python -m nes_ensemble resume={run_dir}", file=sys.stderr)
+        sys.exit(130)
+    if status == "FAILED":
+        print(f"nes_ensemble: error: {failure}\nsaved in {run_dir}; resume (e.g. with a larger "
+              f"evaluator.max_failures after fixing the objective) with: python -m nes_ensemble resume={run_dir}",
+              file=sys.stderr)
+        sys.exit(3)
+    return _summary(cfg, problem, opt, seconds, run_dir)
+
+
+def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
+    """The run's optimizer: loaded from the run directory on resume, else new (its config and first checkpoint
+    written before any evaluation)."""
+    checkpoint = os.path.join(run_dir, CHECKPOINT)
+    if cfg.resume:
+        opt = _load(cfg, problem, run_dir)
+        if opt.n_evaluations > cfg.budget:
+            raise ValueError(f"resume={run_dir} budget={cfg.budget}: the run holds {opt.n_evaluations} evaluations "
+                             "already; give a larger budget to extend it")
+        if opt.cfg.budget != cfg.budget:  # a budget extended on resume: plan the rest of the run for it
+            opt.cfg.budget = cfg.budget
+            saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
+            saved.budget = cfg.budget
+            _save_config(saved, run_dir)
+        print(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} of {cfg.budget} evaluations", file=sys.stderr)
+        return opt
+    os.makedirs(run_dir, exist_ok=True)
+    _save_config(cfg, run_dir)
+    opt = Optimizer(_space(problem), config=cfg, seed=cfg.seed, direction=_direction(problem),
+                    journal=os.path.join(run_dir, JOURNAL))
+    opt.save(checkpoint)
+    return opt
+
+
+def _load(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
+    """The interrupted run's optimizer: from its checkpoint, or rebuilt from its journal when the checkpoint is
+    damaged (the journal is the record of what was evaluated)."""
+    checkpoint, journal = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, JOURNAL)
+    try:
+        return Optimizer.load(checkpoint, journal=journal)
+    except (ValueError, FileNotFoundError) as err:
+        if not os.path.exists(journal):
+            raise
+        print(f"nes_ensemble: {err}\nnes_ensemble: rebuilding the run from {journal}", file=sys.stderr)
+    opt = Optimizer.rebuild(_space(problem), journal, config=cfg, seed=cfg.seed, direction=_direction(problem))
+    opt.save(checkpoint)
+    return opt
+
+
+def _space(problem: Problem) -> Any:
+    return problem.space if problem.space is not None else problem.bounds
+
+
+def _direction(problem: Problem) -> str:
+    return "maximize" if problem.sign > 0 else "minimize"
+
+
+class _Report:
+    """After every round: the checkpoint, the progress bar, and metrics and lineage for the tracker. At the end:
+    the last checkpoint, the history, plots and lineage in the run directory, and the tracker's last words."""
+
+    def __init__(self, cfg: DictConfig, problem: Problem, opt: Optimizer, run_dir: str, tracker: Tracker | None):
+        self.cfg, self.problem, self.opt, self.run_dir, self.tracker = cfg, problem, opt, run_dir, tracker
+        self.checkpoint = os.path.join(run_dir, CHECKPOINT)
+        self.start = time.perf_counter() - (opt.seconds if cfg.resume else 0.0)
+        self.bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
+                        disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
+        self.logged = 0  # events handed to the tracker so far (a resumed run re-sends them; the tracker skips known)
+
+    def _events(self) -> None:
+        if self.tracker is not None:
+            self.tracker.log_events(self.opt.events[self.logged:])
+            self.logged = len(self.opt.events)
+
+    def after_round(self, opt: Optimizer) -> None:
+        """Checkpoint, progress and tracking after a round of evaluations."""
+        opt.seconds = time.perf_counter() - self.start
+        opt.save(self.checkpoint)
+        self._events()
+        metrics = opt.metrics()
+        metrics.update(_known_truth(self.problem, opt))
+        metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
+        metrics["elapsed_seconds"] = opt.seconds
+        self.bar.update(opt.n_evaluations - self.bar.n)
+        self.bar.set_postfix(best=f"{metrics['best_y']:.5g}")
+        if self.tracker is not None:
+            self.tracker.log_metrics(metrics, step=opt.n_evaluations)
+
+    def close(self, status: str) -> float:
+        """Write everything the run leaves behind; returns its wall time in seconds."""
+        self.bar.close()
+        opt = self.opt
+        seconds = time.perf_counter() - self.start
+        opt.seconds = seconds
+        opt.save(self.checkpoint)
+        artifacts = _write_outputs(opt, self.cfg, self.problem, self.run_dir)
+        if self.tracker is not None:
+            self._events()
+            self.tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
+            self.tracker.log_artifacts(artifacts)
+            self.tracker.finish(status)
+        return seconds
+
+
+def _write_outputs(opt: Optimizer, cfg: DictConfig, problem: Problem, run_dir: str) -> list[str]:
+    """history.csv, convergence.png, lineage.json (and lineage.png when members evolve); returns every artifact."""
+    history = opt.history()
+    history_path = os.path.join(run_dir, "history.csv")
+    history.to_csv(history_path, index=False)
+    plot_path = convergence_plot(history, problem.optimum_value, os.path.join(run_dir, "convergence.png"),
+                                 title=run_name(cfg, problem), sign=problem.sign)
+    lineage_path = os.path.join(run_dir, "lineage.json")
+    with open(lineage_path, "w") as f:
+        json.dump(opt.events, f, indent=1)
+    artifacts = [history_path, plot_path, lineage_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL)]
+    if any(e["event"] == "birth" for e in opt.events):
+        artifacts.append(lineage_plot(opt.events, os.path.join(run_dir, "lineage.png"),
+                                      f"lineage of {run_name(cfg, problem)}", opt.n_evaluations))
+    return artifacts
+
+
+def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, run_dir: str) -> dict[str, float]:
+    """Print the run's one-line summary and return its numbers."""
+    regret = _known_truth(problem, opt)
+    best_x, best_y = opt.best
+    parts = [f"best {best_y:.6g}"]
+    if "regret" in regret:
+        parts.append(f"regret {regret['regret']:.3g}")
+    if "distance" in regret:
+        parts.append(f"distance to optimum {regret['distance']:.3g}")
+    parts += [f"{opt.n_evaluations} evaluations", f"{seconds:.1f} s", f"run dir {run_dir}"]
+    shown = best_x if isinstance(best_x, dict) else np.array2string(best_x, precision=5)
+    print(f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest {'setting' if isinstance(best_x, dict) else 'x'} "
+          f"= {shown}")
+    return {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
+
+
+def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str) -> Tracker:
+    """The MLflow run of this optimization: a new one, or on resume the interrupted run itself (its id is in
+    the run directory's mlflow_run.json, which the tracker writes)."""
+    tags = {"hydra.overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
+            "run_dir": run_dir, "problem": problem.name, "strategy": cfg.strategy.name}
+    if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
+        tags["sweep_dir"] = HydraConfig.get().sweep.dir
+    return Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, run_name(cfg, problem),
+                   OmegaConf.to_container(cfg, resolve=True), tags, run_dir=run_dir, resume=bool(cfg.resume))
+
+
+class _interrupts:
+    """SIGINT and SIGTERM stop the run cleanly: at once while the objective runs, else after the optimizer's
+    own bookkeeping (ask / tell / training) finishes, so the checkpoint written afterwards is consistent."""
+
+    def __init__(self, stop: StopFlag):
+        self.stop = stop
+
+    def __enter__(self) -> None:
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self.previous:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.stop.request()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _known_truth(problem: Problem, opt: Optimizer) -> dict[str, float]:
+    best_x, _ = opt.best
+    if best_x is not None and problem.space is not None:
+        best_x = problem.space.accept(best_x)[0]
+    out = {}
+    if best_x is not None and problem.optimum_value is not None:
+        out["regret"] = problem.regret(best_x)
+    if best_x is not None and problem.optimizers is not None:
+        out["distance"] = problem.distance(best_x)
+    return out
+
+
+class PrepareStore(Callback):
+    """Hydra callback: create the MLflow store and experiment before a sweep's jobs start in parallel."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        """Create the store before the jobs start."""
+        if config.tracking.enabled:
+            try:
+                prepare_store(default_uri(os.getcwd(), config.tracking.uri), config.tracking.experiment)
+            except Exception as err:  # the jobs will report tracking problems themselves; never stop a sweep
+                print(f"nes_ensemble: could not prepare the MLflow store ({err})", file=sys.stderr)
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float:
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        summary = run(cfg, run_dir, hydra.utils.get_original_cwd())
+    except ValueError as err:  # a user error: one clear line, no traceback wall
+        print(f"nes_ensemble: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while starting or while closing (the loop handles its own)
+        run_dir = os.path.abspath(cfg.resume) if cfg.resume else run_dir
+        if os.path.exists(os.path.join(run_dir, JOURNAL)) or cfg.resume:
+            print(f"nes_ensemble: interrupted; every evaluation is saved in {run_dir}\n"
+                  f"resume with: python -m nes_ensemble resume={run_dir}", file=sys.stderr)
+        else:
+            print("nes_ensemble: interrupted before the first evaluation", file=sys.stderr)
+        sys.exit(130)
+    return float(summary.get("regret", -summary["best_y"]))
+
+
+def main() -> None:
+    """The console script ``nes-ensemble`` (the same as ``python -m nes_ensemble``)."""
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:  # before Hydra handed over the config
+        print("nes_ensemble: interrupted before the run started", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

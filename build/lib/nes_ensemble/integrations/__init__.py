@@ -1,0 +1,1 @@
+"""Bridges to other tools' interfaces (``nes_ensemble.integrations.optuna.NESSampler``)."""

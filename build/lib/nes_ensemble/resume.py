@@ -1,0 +1,84 @@
+"""Resuming a run: an optimizer restored from its checkpoint, with what the journal recorded after it.
+
+The checkpoint holds the whole state as of its writing; the journal holds every evaluation, also
+those made after it. ``load`` restores the checkpoint, writes back into the journal what a damaged
+journal lost, and tells the optimizer the journal's later rows again; ``rebuild`` makes the run from
+the journal alone when the checkpoint is lost. Telling rows again re-plans, so the proposals they
+answered come back, and the run goes on as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint
+from .ledger import Ledger
+from .pool import Journal
+from .space import Space
+
+
+def load(cls: type, path: str | os.PathLike, journal: str | os.PathLike | None) -> Any:
+    """The optimizer of class ``cls`` saved at ``path``, with the evaluations its journal holds beyond it."""
+    state = checkpoint.read(path)
+    saved = state["ledger"]
+    space = Space.from_dict(state["space"]) if "space" in state else state["bounds"]
+    opt = cls(space, config=state["config"], seed=state["seed"], direction=state["direction"])
+    if state["proposer"]["state"] is None:  # an engine that cannot be saved: replay the pool into a fresh one
+        if replay(opt, Ledger.rows_of(saved, opt.sign)):
+            raise ValueError(f"{path}: the checkpoint's evaluations do not replay into strategy "
+                             f"{opt.cfg.strategy.name}")
+        opt.ledger.events, opt.ledger.seconds = list(saved["events"]), float(saved["seconds"])
+    else:
+        opt.generator.set_state(state["generators"]["torch"])
+        opt.rng.bit_generator.state = state["generators"]["numpy"]
+        opt.ledger.load_state_dict(saved)
+        opt.proposer.load_state_dict(state["proposer"]["state"])
+        opt.ledger.requeue_pending()
+    opt.ledger.journal = os.path.abspath(os.fspath(journal)) if journal is not None else saved["journal"]
+    if opt.ledger.journal is not None:
+        rows = Journal.read(opt.ledger.journal)
+        _restore_journal(opt, {r["evaluation"] for r in rows})
+        replay(opt, [r for r in rows if r["evaluation"] >= len(opt.pool)])
+    return opt
+
+
+def rebuild(opt: Any, journal: str | os.PathLike) -> Any:
+    """``opt`` (new, of the run's settings) told every evaluation of ``journal`` again, then keeping it."""
+    replay(opt, Journal.read(journal))
+    opt.ledger.journal = os.path.abspath(os.fspath(journal))
+    return opt
+
+
+def replay(opt: Any, rows: list[dict]) -> int:
+    """Tell ``opt`` recorded rows again (see ``Ledger.replay``); returns how many were adopted as they are."""
+    return opt.ledger.replay(rows, lambda: opt.ask_points(1)[0], opt.tell, lambda rest: _adopt(opt, rest))
+
+
+def _adopt(opt: Any, rows: list[dict]) -> None:
+    """Add recorded rows to the pool as they are, with the provenance they were evaluated with."""
+    units = np.array([r["unit"] for r in rows], dtype=float)
+    values = np.array([opt.sign * r["y"] for r in rows], dtype=float)
+    start = opt.ledger.record(units, units, opt.sign * values, values,
+                              [Ledger.provenance_of(r) for r in rows], [r["reason"] for r in rows])
+    opt._observe(start, None)
+
+
+def _restore_journal(opt: Any, indices: set[int]) -> None:
+    """Write back the checkpoint's evaluations the journal lacks (a journal cut short, lines damaged), so the
+    journal stays the whole record; warn, since the file was changed outside the run."""
+    pool = opt.pool
+    missing = [i for i in range(len(pool)) if i not in indices]
+    journal = Journal(opt.ledger.journal)
+    torn = journal.cut_torn_tail()
+    if not missing and not torn:
+        return
+    if missing:
+        units = pool.x[missing]
+        journal.write([Journal.row(i, x, u, float(opt.sign * pool.y[i]), pool.reasons[i], pool.provenance[i])
+                       for i, x, u in zip(missing, opt.box.to_native(units), units)])
+    warnings.warn(f"{opt.ledger.journal}: {'a torn last line was removed; ' if torn else ''}"
+                  f"{len(missing)} evaluations missing from it were written back from the checkpoint", stacklevel=4)

@@ -1,0 +1,318 @@
+"""The search space: the user's box or named, typed parameters, and the map to the unit cube the search
+works in.
+
+Every part of the search works in [0, 1]^n; only the optimizer's ``ask``, ``tell`` and results see
+the user's coordinates (an array for a box, a dict of native values per point for a ``Space``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+def check_bounds(bounds: Sequence[Sequence[float]]) -> np.ndarray:
+    """Bounds as a float array [n, 2], or a ValueError that says what is wrong with them."""
+    try:
+        if any(isinstance(v, (str, bytes, bool)) for v in np.asarray(bounds, dtype=object).ravel()):
+            raise TypeError("not numbers")
+        b = np.asarray(bounds, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds={bounds!r}: expected a sequence of (low, high) pairs of numbers") from None
+    if b.ndim != 2 or b.shape[1] != 2 or b.shape[0] == 0:
+        raise ValueError(f"bounds has shape {b.shape}: expected one (low, high) pair per dimension, e.g. "
+                         "[[0, 1], [0, 1]]")
+    if not np.all(np.isfinite(b)):
+        raise ValueError(f"bounds={b.tolist()}: every low and high must be a finite number")
+    bad = np.flatnonzero(b[:, 0] >= b[:, 1])
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"bounds[{i}]=({b[i, 0]}, {b[i, 1]}): low must be smaller than high")
+    return b
+
+
+class Box:
+    """A box of ``(low, high)`` bounds and the affine map between it and the unit cube."""
+
+    def __init__(self, bounds: Sequence[Sequence[float]]):
+        self.bounds = check_bounds(bounds)
+
+    @property
+    def dim(self) -> int:
+        """The number of dimensions."""
+        return self.bounds.shape[0]
+
+    def to_native(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube points [..., n] in the user's coordinates, never outside the bounds."""
+        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
+        return np.clip(lo + np.asarray(u) * (hi - lo), lo, hi)
+
+    def to_unit(self, x: np.ndarray) -> np.ndarray:
+        """Points [..., n] in the user's coordinates as unit-cube points."""
+        lo, hi = self.bounds[:, 0], self.bounds[:, 1]
+        return (np.asarray(x, dtype=float) - lo) / (hi - lo)
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """A unit-cube point as it will be evaluated: for a box, itself."""
+        return u
+
+    def present(self, X: np.ndarray) -> np.ndarray:
+        """Points in the user's coordinates as the user gets them: for a box, the array."""
+        return X
+
+    def accept(self, X: Any) -> np.ndarray:
+        """Points as the user hands them back, as an array [m, n] in the user's coordinates."""
+        return np.atleast_2d(np.asarray(X, dtype=float))
+
+    def frame(self, X: np.ndarray) -> pd.DataFrame:
+        """Points [m, n] in the user's coordinates as history columns x0, x1, ..."""
+        return pd.DataFrame(X, columns=[f"x{i}" for i in range(self.dim)])
+
+
+@dataclass(frozen=True)
+class Float:
+    """A real parameter in [low, high]; ``log=True`` searches it on a log scale (low > 0)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def check(self, name: str) -> None:
+        """A ValueError naming the parameter if the range is unusable."""
+        ok = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
+                 for v in (self.low, self.high))
+        if not ok or self.low >= self.high:
+            raise ValueError(f"{name}: {self}: low and high must be finite numbers with low < high")
+        if self.log and self.low <= 0:
+            raise ValueError(f"{name}: {self}: a log scale needs low > 0")
+
+    @property
+    def width(self) -> int:
+        """Unit-cube columns it takes."""
+        return 1
+
+    def decode(self, u: np.ndarray) -> np.ndarray:
+        """Values [m] of its unit columns u [m, 1]."""
+        lo, hi = (np.log(self.low), np.log(self.high)) if self.log else (self.low, self.high)
+        v = lo + np.clip(u[:, 0], 0.0, 1.0) * (hi - lo)
+        return np.clip(np.exp(v) if self.log else v, self.low, self.high)
+
+    def encode(self, values: np.ndarray, name: str) -> np.ndarray:
+        """Its unit columns [m, 1] of values [m]; a value out of range is a ValueError naming ``name``."""
+        values = np.asarray(values, dtype=float)
+        if not np.all((values >= self.low) & (values <= self.high)):
+            raise ValueError(f"{name}={values.tolist()}: outside [{self.low}, {self.high}]")
+        if self.log:
+            return ((np.log(values) - np.log(self.low)) / (np.log(self.high) - np.log(self.low)))[:, None]
+        return ((values - self.low) / (self.high - self.low))[:, None]
+
+    def native(self, value: Any) -> Any:
+        """A decoded value as the objective gets it."""
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Int(Float):
+    """A whole-number parameter in [low, high] (both included); ``log=True`` for ranges like 1 to 1024."""
+
+    low: int
+    high: int
+    log: bool = False
+
+    def check(self, name: str) -> None:
+        """A ValueError naming the parameter if the range is unusable or not whole numbers."""
+        super().check(name)
+        if any(float(v) != int(v) for v in (self.low, self.high)):
+            raise ValueError(f"{name}: {self}: low and high must be whole numbers")
+
+    def decode(self, u: np.ndarray) -> np.ndarray:
+        """Whole values [m] of its unit column u [m, 1]: the relaxed value, rounded."""
+        # the relaxed value is rounded; on a log scale each integer gets the stretch of [log k - 1/2, log k + 1/2]
+        lo, hi = self.low - 0.5, self.high + 0.5
+        if self.log:
+            lo, hi = np.log(max(self.low - 0.5, self.low / 2)), np.log(self.high + 0.5)
+            v = np.exp(lo + np.clip(u[:, 0], 0.0, 1.0) * (hi - lo))
+        else:
+            v = lo + np.clip(u[:, 0], 0.0, 1.0) * (hi - lo)
+        return np.clip(np.round(v), self.low, self.high)
+
+    def encode(self, values: np.ndarray, name: str) -> np.ndarray:
+        """Its unit column [m, 1] (the middle of each value's stretch); a value that is not a whole number in
+        range is a ValueError naming ``name``."""
+        values = np.asarray(values, dtype=float)
+        if not np.all((values >= self.low) & (values <= self.high) & (values == np.round(values))):
+            raise ValueError(f"{name}={values.tolist()}: not a whole number in [{self.low}, {self.high}]")
+        if self.log:
+            lo, hi = np.log(max(self.low - 0.5, self.low / 2)), np.log(self.high + 0.5)
+            return ((np.log(values) - lo) / (hi - lo))[:, None]
+        return ((values - self.low + 0.5) / (self.high - self.low + 1.0))[:, None]
+
+    def native(self, value: Any) -> Any:
+        """A decoded value as the objective gets it: a Python int."""
+        return int(value)
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A choice among ``choices`` (strings, numbers, booleans); searched as one unit column per choice."""
+
+    choices: tuple
+
+    def __init__(self, choices: Sequence[Any]):
+        object.__setattr__(self, "choices", tuple(choices) if isinstance(choices, (list, tuple)) else choices)
+
+    def check(self, name: str) -> None:
+        """A ValueError naming the parameter if there is nothing to choose from."""
+        if not isinstance(self.choices, tuple) or len(self.choices) == 0:
+            raise ValueError(f"{name}: Categorical({self.choices!r}): give a non-empty list of choices")
+        if len(set(map(repr, self.choices))) != len(self.choices):
+            raise ValueError(f"{name}: Categorical({list(self.choices)!r}): the choices repeat")
+
+    @property
+    def width(self) -> int:
+        """Unit-cube columns it takes: one per choice."""
+        return len(self.choices)
+
+    def decode(self, u: np.ndarray) -> np.ndarray:
+        """Choice indices [m] of its unit columns u [m, k]."""
+        return np.argmax(u, axis=1)  # indices; the relaxed one-hot is decided by its largest entry
+
+    def encode(self, values: Any, name: str) -> np.ndarray:
+        """One-hot columns [m, k] of choices; a value that is no choice is a ValueError naming ``name``."""
+        index = []
+        for v in values:
+            hits = [i for i, c in enumerate(self.choices) if type(c) is type(v) and c == v] or \
+                [i for i, c in enumerate(self.choices) if c == v]
+            if not hits:
+                raise ValueError(f"{name}={v!r}: not one of the choices {list(self.choices)}")
+            index.append(hits[0])
+        return np.eye(len(self.choices))[index]
+
+    def native(self, index: Any) -> Any:
+        """The choice a decoded index stands for."""
+        return self.choices[int(index)]
+
+
+Param = Float | Int | Categorical
+
+
+class Space:
+    """Named, typed parameters, searched in a unit cube: a real or integer parameter is one column (its
+    log for a log scale; an integer relaxed and rounded when a point is proposed), a categorical one
+    column per choice (decided by the largest). Proposals are snapped to what will be evaluated, so the
+    pool holds exactly the points whose values it has."""
+
+    def __init__(self, params: Mapping[str, Any]):
+        if not isinstance(params, Mapping) or not params:
+            raise ValueError(f"space={params!r}: give a dict of name -> ne.Float / ne.Int / ne.Categorical")
+        self.params: dict[str, Any] = {}
+        for name, p in params.items():
+            if not isinstance(name, str) or not isinstance(p, (Float, Categorical)):
+                raise ValueError(f"{name!r}: {p!r} is not a parameter; use ne.Float, ne.Int or ne.Categorical")
+            p.check(name)
+            self.params[name] = p
+        widths = [p.width for p in self.params.values()]
+        self.slices = dict(zip(self.params, (slice(a, a + w) for a, w in zip(np.cumsum([0, *widths]), widths))))
+        self.dim = int(sum(widths))
+        self.bounds = np.tile([0.0, 1.0], (self.dim, 1))
+
+    def to_native(self, u: np.ndarray) -> np.ndarray:
+        """The encoded points as evaluated (the array the optimizer matches told points against)."""
+        return self.snap(np.asarray(u, dtype=float))
+
+    def to_unit(self, x: np.ndarray) -> np.ndarray:
+        """Encoded points are unit-cube points."""
+        return np.asarray(x, dtype=float)
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube points [..., dim] moved to the encoding of the setting they decode to."""
+        u = np.asarray(u, dtype=float)
+        flat = u.reshape(-1, self.dim)
+        return self._encode_columns(self._decode_columns(flat)).reshape(u.shape)
+
+    def neighbours(self, u: np.ndarray) -> np.ndarray:
+        """The encoded settings one discrete step from the snapped point u [dim]: each other choice of a
+        categorical, an integer one up or down. Empty when the space has nothing discrete."""
+        setting = self.present(self.snap(u)[None])[0]
+        out = []
+        for name, p in self.params.items():
+            if isinstance(p, Categorical):
+                steps = [c for c in p.choices if c != setting[name]]
+            elif isinstance(p, Int):
+                steps = [v for v in (setting[name] - 1, setting[name] + 1) if p.low <= v <= p.high]
+            else:
+                continue
+            out += [{**setting, name: v} for v in steps]
+        return self.accept(out) if out else np.empty((0, self.dim))
+
+    def _decode_columns(self, U: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: p.decode(U[:, self.slices[name]]) for name, p in self.params.items()}
+
+    def _encode_columns(self, columns: Mapping[str, Any]) -> np.ndarray:
+        return np.concatenate([np.asarray(p.encode(p_values(p, columns[name]), name), dtype=float)
+                               for name, p in self.params.items()], axis=1)
+
+    def present(self, X: np.ndarray) -> list[dict[str, Any]]:
+        """Encoded points [m, dim] as settings: one dict of native Python values each."""
+        columns = self._decode_columns(np.atleast_2d(X))
+        return [{name: p.native(columns[name][i]) for name, p in self.params.items()}
+                for i in range(len(np.atleast_2d(X)))]
+
+    def accept(self, P: Any) -> np.ndarray:
+        """Settings (a dict, or a list of dicts) as encoded points [m, dim]; an unknown or missing name, or a value
+        outside its parameter, is a ValueError naming it."""
+        if isinstance(P, np.ndarray) and P.dtype != object:  # encoded points (what the loop and a replay tell)
+            return np.atleast_2d(P.astype(float))
+        settings = [P] if isinstance(P, Mapping) else list(P)
+        for s in settings:
+            if not isinstance(s, Mapping):
+                raise ValueError(f"{s!r}: a setting is a dict of {list(self.params)}")
+            missing, unknown = set(self.params) - set(s), set(s) - set(self.params)
+            if missing or unknown:
+                raise ValueError(f"setting {dict(s)!r}: " + (f"missing {sorted(missing)} " if missing else "")
+                                 + (f"unknown {sorted(unknown)}" if unknown else ""))
+        return self._encode_columns({name: [s[name] for s in settings] for name in self.params})
+
+    def frame(self, X: np.ndarray) -> pd.DataFrame:
+        """Encoded points [m, dim] as history columns named by the parameters, in native values."""
+        return pd.DataFrame(self.present(X) if len(X) else [], columns=list(self.params))
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain values, for checkpoints."""
+        return {name: {"type": type(p).__name__.lower(), **({"choices": list(p.choices)} if isinstance(p, Categorical)
+                       else {"low": p.low, "high": p.high, "log": p.log})} for name, p in self.params.items()}
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Mapping[str, Any]]) -> "Space":
+        """The space ``to_dict`` described (also what a YAML space holds: type float / int / categorical)."""
+        kinds = {"float": Float, "int": Int, "categorical": Categorical}
+        params = {}
+        for name, p in spec.items():
+            p = dict(p)
+            kind = p.pop("type", None)
+            if kind not in kinds:
+                raise ValueError(f"{name}: type {kind!r}: choose float, int or categorical")
+            try:
+                params[name] = kinds[kind](**p)
+            except TypeError as err:
+                raise ValueError(f"{name}: {err}") from None
+        return cls(params)
+
+
+def p_values(p: Any, values: Any) -> Any:
+    """Decoded column values as ``encode`` takes them (categorical indices become the choices)."""
+    if isinstance(p, Categorical):
+        return [p.choices[int(i)] for i in values] if isinstance(values, np.ndarray) else list(values)
+    return values
+
+
+def make_box(bounds: Any) -> "Box | Space":
+    """A Space for a dict of named parameters (or a Space), else a Box for a sequence of (low, high) pairs."""
+    if isinstance(bounds, Space):
+        return bounds
+    if isinstance(bounds, Mapping):
+        return Space(bounds)
+    return Box(bounds)
