@@ -323,3 +323,27 @@ def test_optimize_runs_torch_on_one_thread_unless_told_and_restores_the_setting(
         assert set(seen) == {2}
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_callback_stops_the_run_and_optimize_returns_what_was_evaluated(capsys):
+    def enough(opt):
+        if opt.metrics()["best_y"] > -0.05:
+            opt.stop()
+
+    result = ne.optimize(lambda x: -float(np.sum((x - 0.3) ** 2)), [(0, 1)] * 2, budget=200, seed=0,
+                         callback=enough, progress=True, ensemble={"members": 3})
+    assert 10 <= len(result.y) < 200 and result.best_y > -0.05
+    assert "eval" in capsys.readouterr().err  # the progress bar
+
+
+def test_a_stopped_parallel_run_tells_what_was_in_flight():
+    seen = []
+
+    def stop_at_ten(opt):
+        seen.append(opt.n_evaluations)
+        if opt.n_evaluations >= 10:
+            opt.stop()
+
+    result = ne.optimize(lambda x: float(np.sum(x)), [(0, 1)] * 2, budget=60, seed=0, evaluator="processes",
+                         n_workers=2, callback=stop_at_ten, ensemble={"members": 3})
+    assert 10 <= len(result.y) <= 13 and (result.history.status == "ok").all()
