@@ -126,3 +126,19 @@ def test_an_unreachable_tracking_store_never_stops_the_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("MLflow tracking is off") == 1
     assert len(pd.read_csv(run_dir / "history.csv")) == 20
+
+
+def test_help_says_what_the_app_does_and_explains_every_key():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "nes_ensemble", "--help"], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "powered by Hydra" not in done.stdout
+    out = done.stdout
+    assert out.startswith("nes_ensemble: find the best settings") and "resume=RUN_DIR" in out
+    assert "strategy   cmaes" in out and "problem    ackley" in out  # the groups and their options
+    assert "  budget = 300" in out and "  evaluator.timeout = 0.0\n      seconds one evaluation may take" in out
+    assert "  search.kernel.until = " in out and "  problem.space = None" in out
