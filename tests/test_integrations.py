@@ -42,3 +42,13 @@ def test_a_study_driven_by_nessampler_resumes_in_a_new_process_and_finds_the_opt
     assert study.best_value < 0.05 and study.best_params["c"] == "b" and study.best_params["n"] in (7, 8, 9)
     late = [t.number for t in complete if t.value < 0.2]
     assert any(n >= 30 for n in late)  # the second process went on searching near the optimum
+
+    import numpy as np
+
+    import nes_ensemble as ne
+
+    space = {"x": ne.Float(-5, 10), "lr": ne.Float(1e-4, 1.0, log=True), "n": ne.Int(1, 32, log=True),
+             "c": ne.Categorical(["a", "b", "c"])}
+    direct = ne.optimize(lambda p: (p["x"] - 2) ** 2 + (np.log10(p["lr"]) + 2) ** 2 + (np.log2(p["n"]) - 3) ** 2
+                         + (p["c"] != "b"), space, budget=60, seed=0, direction="minimize")
+    assert study.best_value <= max(5 * direct.best_y, 0.05)  # in line with ne.optimize on the same problem

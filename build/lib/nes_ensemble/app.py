@@ -374,6 +374,11 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     """The console script ``nes-ensemble`` (the same as ``python -m nes_ensemble``)."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):  # ours: what the app does and every key (Hydra's
+        from .usage import text  # own is --hydra-help)
+
+        print(text(), end="")
+        return
     try:
         _hydra_main()
     except KeyboardInterrupt:  # before Hydra handed over the config

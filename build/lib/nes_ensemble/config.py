@@ -23,14 +23,14 @@ class EnsembleConfig:
     members: int = 10  # k: networks in the population
     widths: list[int] = field(default_factory=lambda: [32, 64])  # hidden width, drawn per member
     depths: list[int] = field(default_factory=lambda: [2, 3])  # hidden layers, drawn per member
-    activations: list[str] = field(default_factory=lambda: ["tanh", "silu", "relu"])
+    activations: list[str] = field(default_factory=lambda: ["tanh", "silu", "relu"])  # one per member in turn
     optimizers: list[str] = field(default_factory=lambda: ["adam", "rmsprop", "rprop"])  # in blocks of members
     lr_min: float = 3e-3  # learning rates are drawn log-uniformly in [lr_min, lr_max]
-    lr_max: float = 1e-2
+    lr_max: float = 1e-2  # (upper end of the learning-rate range)
     weight_decay_min: float = 1e-5  # decoupled weight decay, log-uniform
-    weight_decay_max: float = 1e-3
+    weight_decay_max: float = 1e-3  # (upper end)
     sparsity_min: float = 0.0  # fraction of each weight matrix zeroed by a fixed mask
-    sparsity_max: float = 0.2
+    sparsity_max: float = 0.2  # (upper end)
     y_transform: str = "rank"  # standardize | rank (Gaussian copula of ranks, robust to outliers)
     train_steps_initial: int = 400  # steps after the initial design
     train_steps: int = 80  # warm-started steps after each round of new evaluations
@@ -49,7 +49,7 @@ class AscentConfig:
     short_radius: float = 0.05  # the radius of a short run (one whose rounds search.min_rounds shrinks) when radius
     # is 0: as good or better on 5 of 5 short-budget problems, worse at 200-300 evaluations
     steps_max: int = 60  # ascent steps while the networks are not trusted
-    steps_min: int = 8
+    steps_min: int = 8  # the fewest ascent steps the schedule shrinks to
     shrink: float = 0.7  # steps *= shrink after a successful round, /= shrink otherwise
     success_target: float = 0.2  # fraction of a round's ascent proposals that must improve on their start
 
@@ -93,7 +93,7 @@ class OriginalConfig:
     step_size: float = 0.001  # along the normalized gradient, in the unit cube
     patience: int = 2  # a path is abandoned after this many steps without gain
     gaussian: int = 10  # Gaussian samples around each sibling's best point, per member and round
-    sigma: float = 0.01
+    sigma: float = 0.01  # step of the Gaussian proposals around a path's point
     windows: bool = False  # per-member windows over the pool, rotated (the Go benchmark's scheme; any mode)
     window_size: int = 0  # 0 = rotate_every / members, rounded down to tens (at least 10)
     rotate_every: int = 300  # evaluations between window rotations
@@ -132,8 +132,8 @@ class SearchConfig:
     beta: float = 1.0  # select=ucb: weight of the members' disagreement (std of their predictions)
     assignment: str = "best"  # best: a member proposes its best end point | rotate: from sibling r+round
     sigma_init: float = 0.05  # Gaussian step in the unit cube, adapted by the 1/5 success rule
-    sigma_min: float = 1e-4
-    sigma_max: float = 0.3
+    sigma_min: float = 1e-4  # the Gaussian step never shrinks below this
+    sigma_max: float = 0.3  # ... and never grows above this
     min_distance: float = 1e-4  # proposals closer than this to an evaluated point are jittered
     ascent: AscentConfig = field(default_factory=AscentConfig)
     regions: RegionsConfig = field(default_factory=RegionsConfig)
@@ -202,7 +202,7 @@ class StrategyConfig:
     evolution; nes_es: ES-trained members with evolution on top.
     """
 
-    name: str = "nes"
+    name: str = "nes"  # nes | sgd | es | nes_es, or a baseline: random sobol cmaes snes xnes pgpe tpe ogp gp
     es_popsize: int = 16  # es, nes_es: candidate networks per member per generation (antithetic pairs)
     es_stdev: float = 0.02  # initial standard deviation of the weight perturbations
     es_lr: float = 0.02  # Adam step of each member's centre
@@ -213,7 +213,7 @@ class StrategyConfig:
 class ProblemConfig:
     """The objective. Built-in problems by name, or ``callable`` with an import path and bounds."""
 
-    name: str = "hartmann6"
+    name: str = "hartmann6"  # a built-in problem (see the problem group), read_cluster, or callable
     dim: int = 0  # for problems of any dimension (ackley, levy, ...); 0 = the problem's default
     noise_std: float = 0.0  # Gaussian noise added to every evaluation
     fn: str = ""  # callable: "package.module.function"
@@ -230,9 +230,9 @@ class ProblemConfig:
 class TrackingConfig:
     """Where runs are recorded. The algorithm never sees this; only the app's tracker does."""
 
-    enabled: bool = True
+    enabled: bool = True  # record the run in MLflow (tracking=off turns it off)
     uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db at the project root
-    experiment: str = "nes_ensemble"
+    experiment: str = "nes_ensemble"  # the MLflow experiment the runs go to
     run_name: str = ""  # empty: named for what it is, e.g. nes-hartmann6-k10-s3
 
 
@@ -254,9 +254,9 @@ class AppConfig(OptimizerConfig):
 
     problem: ProblemConfig = field(default_factory=ProblemConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    budget: int = 300
-    seed: int = 0
-    progress: bool = True
+    budget: int = 300  # evaluations in all
+    seed: int = 0  # one seed fixes every random draw of the run
+    progress: bool = True  # show the progress bar
     resume: str = ""  # the run directory of an interrupted run to continue (its own config is used)
     threads: int = 1  # torch CPU threads per run (1 keeps parallel sweep jobs from fighting over cores)
 

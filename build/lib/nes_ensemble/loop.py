@@ -30,6 +30,7 @@ class Driven(Protocol):
     """What the loop needs of an optimizer."""
 
     cfg: Any
+    stopped: bool  # set by ``Optimizer.stop``: the loop ends once the evaluations in flight are told
 
     @property
     def n_evaluations(self) -> int:
@@ -147,7 +148,7 @@ def drive(opt: Driven, evaluate: Callable[[np.ndarray], np.ndarray], budget: int
     ev = opt.cfg.evaluator
     stop = stop or StopFlag()
     streak = FailureStreak(ev.max_failures)
-    while opt.n_evaluations < budget:
+    while opt.n_evaluations < budget and not opt.stopped:
         with stop.bookkeeping():
             X = opt.ask_points()[: budget - opt.n_evaluations]
         for group in [X] if batched else [x[None] for x in X]:
@@ -180,8 +181,8 @@ def drive_parallel(opt: Driven, fn: Callable[[np.ndarray], float], budget: int,
         in_flight: dict[Any, np.ndarray] = {}
         retry: list[np.ndarray] = []
         deaths: dict[bytes, int] = {}
-        while opt.n_evaluations < budget:
-            while len(in_flight) < ev.n_workers and opt.n_evaluations + len(in_flight) < budget:
+        while opt.n_evaluations < budget and (in_flight or not opt.stopped):  # a stop waits for those in flight
+            while len(in_flight) < ev.n_workers and opt.n_evaluations + len(in_flight) < budget and not opt.stopped:
                 if retry:
                     x = retry.pop(0)
                 else:

@@ -48,6 +48,7 @@ class Optimizer:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self.ledger = Ledger(self.dim, journal)
+        self.stopped = False
         if isinstance(self.box, Space):
             self.ledger.describe = self.box.present
         self.proposer = make_proposer(RunSetup(self.dim, self.cfg, self.seed, self.rng, self.generator,
@@ -146,6 +147,11 @@ class Optimizer:
         if withdraw is not None:
             self.ledger.withdraw(withdraw)
         self.ledger.events += self.proposer.take_events()
+
+    def stop(self) -> None:
+        """End the run that drives this optimizer (``optimize``, the command line) once the evaluations under way
+        are told, e.g. from a callback; ``optimize`` then returns the Result of the evaluations made."""
+        self.stopped = True
 
     def drop_pending(self) -> None:
         """Forget the points asked and not told (asked beyond the budget; they will never be evaluated)."""

@@ -53,16 +53,17 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
              seed: int | None = 0, strategy: str = "nes", *, batched: bool = False, direction: str = "maximize",
              callback: Callable[[Optimizer], None] | None = None, evaluator: str | Mapping[str, Any] | None = None,
              n_workers: int | None = None, threads: int | None = 1, initial: Sequence[Any] | None = None,
-             **overrides: Any) -> Result:
+             progress: bool = False, **overrides: Any) -> Result:
     """Maximize (or minimize) ``fn`` over ``bounds`` with exactly ``budget`` evaluations.
 
     ``bounds`` is a sequence of (low, high) pairs, and ``fn`` maps one x [n] to a float (``batched=True``:
     [m, n] -> [m]); or a space, a dict of ``ne.Float`` / ``ne.Int`` / ``ne.Categorical``, and ``fn`` maps one
     setting (a dict) to a float (``batched``: a list of dicts to m floats). ``initial`` settings (points or
     dicts) are evaluated first. Keyword ``overrides`` set config keys: ``ensemble={"members": 20}``,
-    ``search__mode="original"``. ``callback(opt)`` runs after every round of evaluations.
-    ``evaluator="processes"`` or ``"ray"`` with ``n_workers=4`` evaluates that many points at once. torch
-    uses ``threads`` CPU threads while it runs (None: torch's own setting), as on the command line.
+    ``search__mode="original"``. ``callback(opt)`` runs after every round of evaluations; it may call
+    ``opt.stop()`` to end the run early, and ``optimize`` still returns the Result. ``progress=True`` shows a
+    progress bar. ``evaluator="processes"`` or ``"ray"`` with ``n_workers=4`` evaluates that many points at
+    once. torch uses ``threads`` CPU threads while it runs (None: torch's own setting), as on the command line.
     """
     budget = check_budget(budget)
     ev = dict(evaluator) if isinstance(evaluator, Mapping) else ({"name": evaluator} if evaluator else {})
@@ -77,8 +78,9 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
         for setting in initial or []:
             opt.enqueue(setting)
         objective = SettingFn(fn, opt.box, batched) if isinstance(opt.box, Space) else fn
+        bar = _Progress(budget, callback) if progress else None
         try:
-            run(opt, objective, budget, callback, batched)
+            run(opt, objective, budget, bar or callback, batched)
         except BaseException as err:  # the objective failing, a value that is no number, Ctrl-C: keep what was paid for
             try:
                 err.result = result_of(opt, start)  # type: ignore[attr-defined]
@@ -87,7 +89,30 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
             err.add_note(f"nes_ensemble: the {opt.n_evaluations} evaluations made before this are in the "
                          "exception's .result (a Result, like optimize returns)")
             raise
+        finally:
+            if bar is not None:
+                bar.close()
     return result_of(opt, start)
+
+
+class _Progress:
+    """A tqdm bar of evaluations with the best value so far, moved after every round, then the user's callback."""
+
+    def __init__(self, budget: int, callback: Callable | None):
+        from tqdm import tqdm
+
+        self.bar, self.callback = tqdm(total=budget, unit="eval", dynamic_ncols=True), callback
+
+    def __call__(self, opt: Optimizer) -> None:
+        self.bar.update(opt.n_evaluations - self.bar.n)
+        y = opt.metrics()["best_y"]
+        self.bar.set_postfix(best=f"{y:.6g}", refresh=False)
+        if self.callback is not None:
+            self.callback(opt)
+
+    def close(self) -> None:
+        """Leave the bar as it ended."""
+        self.bar.close()
 
 
 def result_of(opt: Optimizer, start: float) -> Result:

@@ -91,6 +91,17 @@ def _waiting_lock(path: str, patience: float) -> Iterator[None]:
         yield
 
 
+def member_run_name(event: Mapping[str, Any]) -> str:
+    """A member run's name, unique in its optimization and short enough for the UI's column: the member, its
+    generation and how it came to be, e.g. ``m12 g2 fork of m7`` (a merge appends ``-> m7 w 0.41``)."""
+    head = f"m{event['id']} g{event['generation']}"
+    if event["event"] == "fork":
+        return f"{head} fork of m{event['parent']}"
+    if event["event"] == "replace":
+        return f"{head} replaces m{event['replaced']}"
+    return f"{head} born"
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}, lists kept as their string form."""
     out: dict[str, Any] = {}
@@ -267,7 +278,7 @@ class _Writer:
         tags = {"mlflow.parentRunId": parent_run, "optimization_run": self.run_id, "member_id": str(event["id"]),
                 "parent_id": str(event.get("parent")), "generation": str(event["generation"]),
                 "born_at_evaluation": str(event["evaluations"]), "kind": event["event"]}
-        run = self.client.create_run(self.experiment_id, run_name=f"member-{event['id']}", tags=tags)
+        run = self.client.create_run(self.experiment_id, run_name=member_run_name(event), tags=tags)
         keys = ("width", "depth", "lr", "weight_decay", "sparsity", "wider")
         self.client.log_batch(run.info.run_id, params=[Param(k, str(event[k])) for k in keys if k in event],
                               tags=[RunTag("replaced", str(event["replaced"]))] if "replaced" in event else [])
@@ -299,6 +310,8 @@ class _Writer:
                     self.client.log_batch(run, metrics=[self._Metric("merge_weight", weight, now, step),
                                                         self._Metric("fitness", fit, now, step)],
                                           tags=[self._RunTag("merged_into", str(event["id"]))])
+                    name = self.client.get_run(run).info.run_name
+                    self.client.update_run(run, name=f"{name} -> m{event['id']} w {weight:.2f}")
                     self.client.set_terminated(run, "FINISHED")
         else:  # restarts and other plain events: a tag on the optimization run
             self.client.set_tag(self.run_id, f"event.{kind}.{step}", json.dumps(event)[:5000])
