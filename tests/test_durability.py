@@ -120,14 +120,14 @@ def test_a_run_folder_in_use_refuses_a_second_resume_in_one_line(tmp_path):
     assert len(Journal.read(run_dir / "evaluations.jsonl")) == 12
 
 
-@pytest.mark.parametrize("damage", ["truncate", "delete"])
+@pytest.mark.parametrize("damage", ["truncate", pytest.param("delete", marks=pytest.mark.slow)])
 def test_a_run_whose_checkpoint_is_damaged_resumes_from_its_journal_as_if_never_stopped(damage, tmp_path):
-    args = [*[a for a in FAST if not a.startswith("budget=")], "budget=30", "tracking.enabled=false"]
+    args = [*[a for a in FAST if not a.startswith("budget=")], "budget=24", "tracking.enabled=false"]
     ref = _app([*args, f"hydra.run.dir={tmp_path / 'ref'}"])
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     run_dir = tmp_path / "run"
     proc = _app([*args, f"hydra.run.dir={run_dir}"])
-    while _lines(run_dir / "evaluations.jsonl") < 17 and proc.poll() is None:
+    while _lines(run_dir / "evaluations.jsonl") < 15 and proc.poll() is None:
         time.sleep(0.02)
     proc.kill()
     proc.wait()
@@ -187,7 +187,7 @@ def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     assert alive and all(r.info.status in ("KILLED", "FINISHED") for r in alive)
 
 
-@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+@pytest.mark.parametrize("delay", [0.5, 2.5])
 def test_ctrl_c_while_the_run_starts_exits_130_without_a_traceback(delay, tmp_path):
     proc = _app([*FAST, "budget=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/r"])
     time.sleep(delay)
@@ -477,9 +477,9 @@ def test_a_run_on_worker_processes_stopped_by_a_signal_leaves_no_process_and_res
     env = {"PYTHONPATH": str(tmp_path), "NES_TEST_PIDS": str(pids)}
     args = ["problem=callable", "problem.fn=pids.slow_sphere", "problem.bounds=[[0,1],[0,1]]",
             "evaluator=processes", "evaluator.n_workers=2", *[a for a in FAST if not a.startswith("problem=")],
-            "budget=30", "tracking.enabled=false"]
+            "budget=22", "tracking.enabled=false"]
     proc = _app([*args, f"hydra.run.dir={run_dir}"], env=env)
-    while _lines(run_dir / "evaluations.jsonl") < 12 and proc.poll() is None:
+    while _lines(run_dir / "evaluations.jsonl") < 11 and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(sig)
     code = proc.wait(timeout=60)
@@ -491,4 +491,4 @@ def test_a_run_on_worker_processes_stopped_by_a_signal_leaves_no_process_and_res
     assert not [p for p in workers if _alive(p)]  # no worker outlives the run
     back = _app([f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'r'}"], env=env)
     assert back.wait(timeout=300) == 0, back.stderr.read()
-    assert [r["evaluation"] for r in Journal.read(run_dir / "evaluations.jsonl")] == list(range(30))
+    assert [r["evaluation"] for r in Journal.read(run_dir / "evaluations.jsonl")] == list(range(22))

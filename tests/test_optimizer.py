@@ -209,6 +209,7 @@ def test_restart_leaves_a_stagnant_basin_and_proposes_outside_it():
     assert len(result.y) == 120
 
 
+@pytest.mark.slow
 def test_a_runner_up_region_climbs_to_the_global_basin_that_the_best_design_point_misses():
     """Hartmann-6, seed 19: the best point of the initial design lies in the local maximum's basin, and
     the networks alone end there; with a runner-up region (search.regions.basins=2) the region's own members
