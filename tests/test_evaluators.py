@@ -127,6 +127,7 @@ def test_a_worker_that_dies_loses_no_evaluation(tmp_path):
     assert len(np.unique(result.X, axis=0)) == 25 - repeats  # the lost point was evaluated again, once
 
 
+@pytest.mark.slow  # Ray's start-up alone is most of it
 def test_ray_evaluator_completes_a_run_and_survives_a_dying_worker(tmp_path):
     ray = pytest.importorskip("ray")
     calls = tmp_path / "calls"

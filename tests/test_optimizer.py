@@ -173,6 +173,7 @@ def test_original_scheme_evaluates_every_ascent_step():
     np.testing.assert_allclose(gaps, 0.001, rtol=1e-3)  # one fixed-size step per evaluation
 
 
+@pytest.mark.slow
 def test_finds_hartmann6_optimum_on_a_fixed_seed():
     h6 = ne.make_problem("hartmann6")
     result = ne.optimize(h6, h6.bounds, budget=300, seed=1)

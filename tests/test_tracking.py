@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from nes_ensemble.tracking import RUN_RECORD, serve
 
 
@@ -62,6 +64,7 @@ def test_runs_started_at_once_in_a_fresh_folder_all_land_in_the_store(tmp_path):
     assert dirs == [str(tmp_path / f"r{i}") for i in range(3)]
 
 
+@pytest.mark.slow
 def test_a_read_only_store_costs_one_warning_line_and_the_run_finishes(tmp_path):
     first = _cli([f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
     assert first.wait(timeout=300) == 0

@@ -168,8 +168,8 @@ def noisy(problem: Problem, std: float, seed: int = 0) -> Problem:
     if not std >= 0:
         raise ValueError(f"noise_std={std!r}: must be a non-negative number")
     return Problem(problem.name if std == 0 else f"noisy_{problem.name}", problem.fn, problem.bounds,
-                   problem.optimum_value, problem.optimizers, std, problem.sign, np.random.default_rng(seed),
-                   problem.space)
+                   problem.optimum_value, problem.optimizers, std, problem.sign, rng=np.random.default_rng(seed),
+                   space=problem.space)
 
 
 def import_function(path: str) -> Callable:
