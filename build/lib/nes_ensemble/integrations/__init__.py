@@ -1,1 +1,0 @@
-"""Bridges to other tools' interfaces (``nes_ensemble.integrations.optuna.NESSampler``)."""
