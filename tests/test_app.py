@@ -66,6 +66,7 @@ def test_callable_problem_from_the_command_line(tmp_path):
     assert history["y"].min() == pytest.approx(min(sum((v - 0.5) ** 2 for v in r) for r in rows))
 
 
+@pytest.mark.slow  # (runs started at once in a fresh folder: tests/test_tracking.py)
 def test_parallel_sweep_on_a_fresh_store_gives_one_mlflow_run_per_job(tmp_path):
     """Four joblib jobs, two at a time, on a store that does not exist yet (created once before the jobs)."""
     from mlflow.tracking import MlflowClient
