@@ -374,8 +374,8 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     """The console script ``nes-ensemble`` (the same as ``python -m nes_ensemble``)."""
-    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):  # ours: what the app does and every key (Hydra's
-        from .usage import text  # own is --hydra-help)
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):  # ours; Hydra's own help is --hydra-help
+        from .usage import text
 
         print(text(), end="")
         return

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .remote import call, call_installed, install
+from .remote import call
 
 EVALUATORS = ("inline", "processes", "ray")
 MAX_REQUEUES = 3  # a point whose worker dies more often than this is recorded as a failed evaluation
@@ -199,7 +199,9 @@ def _work(conn: Any, payload: bytes) -> None:
     """A worker's life: load the objective, then evaluate each point the driver sends until it sends None."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run; the driver decides what that means
-    install(payload)
+    import cloudpickle
+
+    fn = cloudpickle.loads(payload)  # (cloudpickle: closures and lambdas travel too)
     conn.send(("ready", None))
     while True:
         try:
@@ -209,7 +211,7 @@ def _work(conn: Any, payload: bytes) -> None:
         if x is None:
             return
         try:
-            conn.send(("ok", call_installed(x)))
+            conn.send(("ok", call(fn, x)))
         except Exception as err:
             kind = "contract" if isinstance(err, ValueError) and str(err).startswith("fn returned") else "failed"
             conn.send((kind, f"{type(err).__name__}: {err}" if kind == "failed" else str(err)))

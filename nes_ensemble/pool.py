@@ -111,28 +111,18 @@ class Journal:
         """Remove a last line that has no newline (a write cut short by a crash); returns the bytes removed."""
         try:
             with open(self.path, "rb+") as f:
-                size = f.seek(0, os.SEEK_END)
-                if size == 0:
+                if f.seek(0, os.SEEK_END) == 0:
                     return 0
-                f.seek(size - 1)
+                f.seek(-1, os.SEEK_END)
                 if f.read(1) == b"\n":
                     return 0
-                start = max(0, size - (1 << 16))
-                while True:  # find the last newline, reading backwards in blocks
-                    f.seek(start)
-                    block = f.read(size - start)
-                    cut = block.rfind(b"\n")
-                    if cut >= 0:
-                        keep = start + cut + 1
-                        break
-                    if start == 0:
-                        keep = 0
-                        break
-                    start = max(0, start - (1 << 16))
+                f.seek(0)
+                data = f.read()  # only after a crash: reading the whole journal once is cheap next to a run
+                keep = data.rfind(b"\n") + 1
                 f.truncate(keep)
                 f.flush()
                 os.fsync(f.fileno())
-                return size - keep
+                return len(data) - keep
         except FileNotFoundError:
             return 0
 

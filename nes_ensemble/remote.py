@@ -37,18 +37,3 @@ def call(fn: Callable, x: np.ndarray) -> float:
     """``fn(x)`` checked to be one number (what a Ray task runs)."""
     return scalar(fn(x))
 
-
-_INSTALLED: Callable | None = None
-
-
-def install(payload: bytes) -> None:
-    """Process-pool initializer: unpickle the objective once per worker (cloudpickle: closures work too)."""
-    import cloudpickle
-
-    global _INSTALLED
-    _INSTALLED = cloudpickle.loads(payload)
-
-
-def call_installed(x: np.ndarray) -> float:
-    """The objective this worker process holds, at x (what a process-pool task runs)."""
-    return call(_INSTALLED, x)

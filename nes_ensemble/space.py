@@ -94,20 +94,33 @@ class Float:
         """Unit-cube columns it takes."""
         return 1
 
+    def _ends(self) -> tuple[float, float]:
+        """The ends of the relaxed range its unit column spans (logarithms on a log scale)."""
+        return (np.log(self.low), np.log(self.high)) if self.log else (self.low, self.high)
+
+    def _relaxed(self, u: np.ndarray) -> np.ndarray:
+        lo, hi = self._ends()
+        v = lo + np.clip(u[:, 0], 0.0, 1.0) * (hi - lo)
+        return np.exp(v) if self.log else v
+
+    def _unit(self, values: np.ndarray) -> np.ndarray:
+        lo, hi = self._ends()
+        return (((np.log(values) if self.log else values) - lo) / (hi - lo))[:, None]
+
     def decode(self, u: np.ndarray) -> np.ndarray:
         """Values [m] of its unit columns u [m, 1]."""
-        lo, hi = (np.log(self.low), np.log(self.high)) if self.log else (self.low, self.high)
-        v = lo + np.clip(u[:, 0], 0.0, 1.0) * (hi - lo)
-        return np.clip(np.exp(v) if self.log else v, self.low, self.high)
+        return np.clip(self._relaxed(u), self.low, self.high)
 
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Its unit columns [m, 1] of values [m]; a value out of range is a ValueError naming ``name``."""
         values = np.asarray(values, dtype=float)
         if not np.all((values >= self.low) & (values <= self.high)):
             raise ValueError(f"{name}={values.tolist()}: outside [{self.low}, {self.high}]")
-        if self.log:
-            return ((np.log(values) - np.log(self.low)) / (np.log(self.high) - np.log(self.low)))[:, None]
-        return ((values - self.low) / (self.high - self.low))[:, None]
+        return self._unit(values)
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """Its unit columns [m, 1] moved to the encoding of the values they decode to."""
+        return self._unit(self.decode(u))
 
     def native(self, value: Any) -> Any:
         """A decoded value as the objective gets it."""
@@ -128,16 +141,15 @@ class Int(Float):
         if any(float(v) != int(v) for v in (self.low, self.high)):
             raise ValueError(f"{name}: {self}: low and high must be whole numbers")
 
+    def _ends(self) -> tuple[float, float]:
+        """Each whole number owns the stretch [k - 1/2, k + 1/2] of the relaxed range (of its log on a log scale)."""
+        if self.log:
+            return np.log(max(self.low - 0.5, self.low / 2)), np.log(self.high + 0.5)
+        return self.low - 0.5, self.high + 0.5
+
     def decode(self, u: np.ndarray) -> np.ndarray:
         """Whole values [m] of its unit column u [m, 1]: the relaxed value, rounded."""
-        # the relaxed value is rounded; on a log scale each integer gets the stretch of [log k - 1/2, log k + 1/2]
-        lo, hi = self.low - 0.5, self.high + 0.5
-        if self.log:
-            lo, hi = np.log(max(self.low - 0.5, self.low / 2)), np.log(self.high + 0.5)
-            v = np.exp(lo + np.clip(u[:, 0], 0.0, 1.0) * (hi - lo))
-        else:
-            v = lo + np.clip(u[:, 0], 0.0, 1.0) * (hi - lo)
-        return np.clip(np.round(v), self.low, self.high)
+        return np.clip(np.round(self._relaxed(u)), self.low, self.high)
 
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Its unit column [m, 1] (the middle of each value's stretch); a value that is not a whole number in
@@ -145,10 +157,7 @@ class Int(Float):
         values = np.asarray(values, dtype=float)
         if not np.all((values >= self.low) & (values <= self.high) & (values == np.round(values))):
             raise ValueError(f"{name}={values.tolist()}: not a whole number in [{self.low}, {self.high}]")
-        if self.log:
-            lo, hi = np.log(max(self.low - 0.5, self.low / 2)), np.log(self.high + 0.5)
-            return ((np.log(values) - lo) / (hi - lo))[:, None]
-        return ((values - self.low + 0.5) / (self.high - self.low + 1.0))[:, None]
+        return self._unit(values)
 
     def native(self, value: Any) -> Any:
         """A decoded value as the objective gets it: a Python int."""
@@ -195,6 +204,10 @@ class Categorical:
         """The choice a decoded index stands for."""
         return self.choices[int(index)]
 
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """Its unit columns [m, k] as the one-hot of the choice they decode to."""
+        return np.eye(len(self.choices))[self.decode(u)]
+
 
 Param = Float | Int | Categorical
 
@@ -231,7 +244,8 @@ class Space:
         """Unit-cube points [..., dim] moved to the encoding of the setting they decode to."""
         u = np.asarray(u, dtype=float)
         flat = u.reshape(-1, self.dim)
-        return self._encode_columns(self._decode_columns(flat)).reshape(u.shape)
+        return np.concatenate([p.snap(flat[:, self.slices[name]]) for name, p in self.params.items()],
+                              axis=1).reshape(u.shape)
 
     def neighbours(self, u: np.ndarray) -> np.ndarray:
         """The encoded settings one discrete step from the snapped point u [dim]: each other choice of a
@@ -251,9 +265,6 @@ class Space:
     def _decode_columns(self, U: np.ndarray) -> dict[str, np.ndarray]:
         return {name: p.decode(U[:, self.slices[name]]) for name, p in self.params.items()}
 
-    def _encode_columns(self, columns: Mapping[str, Any]) -> np.ndarray:
-        return np.concatenate([np.asarray(p.encode(p_values(p, columns[name]), name), dtype=float)
-                               for name, p in self.params.items()], axis=1)
 
     def present(self, X: np.ndarray) -> list[dict[str, Any]]:
         """Encoded points [m, dim] as settings: one dict of native Python values each."""
@@ -274,7 +285,8 @@ class Space:
             if missing or unknown:
                 raise ValueError(f"setting {dict(s)!r}: " + (f"missing {sorted(missing)} " if missing else "")
                                  + (f"unknown {sorted(unknown)}" if unknown else ""))
-        return self._encode_columns({name: [s[name] for s in settings] for name in self.params})
+        return np.concatenate([p.encode([s[name] for s in settings], name) for name, p in self.params.items()],
+                              axis=1).astype(float)
 
     def frame(self, X: np.ndarray) -> pd.DataFrame:
         """Encoded points [m, dim] as history columns named by the parameters, in native values."""
@@ -300,13 +312,6 @@ class Space:
             except TypeError as err:
                 raise ValueError(f"{name}: {err}") from None
         return cls(params)
-
-
-def p_values(p: Any, values: Any) -> Any:
-    """Decoded column values as ``encode`` takes them (categorical indices become the choices)."""
-    if isinstance(p, Categorical):
-        return [p.choices[int(i)] for i in values] if isinstance(values, np.ndarray) else list(values)
-    return values
 
 
 def make_box(bounds: Any) -> "Box | Space":

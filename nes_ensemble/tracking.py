@@ -189,6 +189,7 @@ class _Writer:
         self.run_id: str | None = None
         self.members: dict[int, str] = {}  # member id -> its nested MLflow run (members alive now)
         self.known: set[int] = set()  # every member id that has a run (a resumed run re-emits some events)
+        self.names: dict[int, str] = {}  # member id -> its run's name (a merge renames a fork's run)
         self._failed = False
 
     def start(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any], tags: dict,
@@ -219,6 +220,7 @@ class _Writer:
             for run in self.client.search_runs([self.experiment_id], f"tags.optimization_run = '{run_id}'"):
                 member = int(run.data.tags["member_id"])
                 self.known.add(member)
+                self.names[member] = run.info.run_name
                 if run.info.status != "FINISHED":  # alive when the run stopped (not merged, not replaced)
                     self.members[member] = run.info.run_id
                     self.client.update_run(run.info.run_id, status="RUNNING")
@@ -278,7 +280,8 @@ class _Writer:
         tags = {"mlflow.parentRunId": parent_run, "optimization_run": self.run_id, "member_id": str(event["id"]),
                 "parent_id": str(event.get("parent")), "generation": str(event["generation"]),
                 "born_at_evaluation": str(event["evaluations"]), "kind": event["event"]}
-        run = self.client.create_run(self.experiment_id, run_name=member_run_name(event), tags=tags)
+        self.names[event["id"]] = member_run_name(event)
+        run = self.client.create_run(self.experiment_id, run_name=self.names[event["id"]], tags=tags)
         keys = ("width", "depth", "lr", "weight_decay", "sparsity", "wider")
         self.client.log_batch(run.info.run_id, params=[Param(k, str(event[k])) for k in keys if k in event],
                               tags=[RunTag("replaced", str(event["replaced"]))] if "replaced" in event else [])
@@ -310,8 +313,8 @@ class _Writer:
                     self.client.log_batch(run, metrics=[self._Metric("merge_weight", weight, now, step),
                                                         self._Metric("fitness", fit, now, step)],
                                           tags=[self._RunTag("merged_into", str(event["id"]))])
-                    name = self.client.get_run(run).info.run_name
-                    self.client.update_run(run, name=f"{name} -> m{event['id']} w {weight:.2f}")
+                    self.client.update_run(run, name=f"{self.names.get(fork, f'm{fork}')} -> m{event['id']} "
+                                                    f"w {weight:.2f}")
                     self.client.set_terminated(run, "FINISHED")
         else:  # restarts and other plain events: a tag on the optimization run
             self.client.set_tag(self.run_id, f"event.{kind}.{step}", json.dumps(event)[:5000])

@@ -51,14 +51,12 @@ def _fields(cls: type, comments: dict[int, str], lines: dict[str, dict[str, int]
     """(key, default, comment) of every setting of ``cls``, nested groups flattened to dotted keys."""
     out = []
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
-            sub = f.default_factory
-            out += [(f"{f.name}.{k}", d, c) for k, d, c in _fields(sub, comments, lines)]
+        factory = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            out += [(f"{f.name}.{k}", d, c) for k, d, c in _fields(factory, comments, lines)]
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
-        line = next((n for klass in type.mro(cls) if klass.__name__ in lines
-                     for name, n in lines[klass.__name__].items() if name == f.name), None)
+        default = factory() if factory is not None else f.default
+        line = next((lines[k.__name__][f.name] for k in cls.__mro__ if f.name in lines.get(k.__name__, {})), None)
         out.append((f.name, repr(default) if isinstance(default, str) else str(default), comments.get(line, "")))
     return out
 
