@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import signal
 import sys
@@ -30,9 +31,10 @@ from .plots import convergence_plot, lineage_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .remote import Objective
 from .space import Space
-from .tracking import Tracker, default_uri, prepare_store
+from .tracking import Tracker, default_uri, prepare_store, recorded_run
 
 ConfigStore.instance().store(name="base_config", node=AppConfig)
+log = logging.getLogger("nes_ensemble")  # app.log in the run directory (conf/config.yaml sends it there only)
 # the configs travel inside the package (a wheel carries them); conf/ at the project root points here
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 
@@ -63,6 +65,7 @@ def run_name(cfg: DictConfig, problem: Problem) -> str:
 
 
 CHECKPOINT, JOURNAL, CONFIG = "checkpoint.pt", "evaluations.jsonl", "config.yaml"
+METRICS = "metrics.jsonl"  # the run's numbers after every round, one JSON line each (what MLflow gets, without it)
 
 
 def resume_config(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
@@ -133,8 +136,29 @@ def run(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
     if cfg.resume:
         cfg = resume_config(cfg, list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None)
         run_dir = cfg.resume
-    with RunLock(run_dir):
+    with RunLock(run_dir), _logged_to(run_dir):
         return _run_locked(cfg, run_dir, project_root)
+
+
+class _logged_to:
+    """The app's log lines also go to ``run_dir``/app.log when Hydra's log file is elsewhere (a resumed run)."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, "app.log")
+
+    def __enter__(self) -> None:
+        root = logging.getLogger()
+        self.handler = None
+        if not any(getattr(h, "baseFilename", None) == self.path for h in root.handlers):
+            self.handler = logging.FileHandler(self.path)
+            self.handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s"))
+            log.addHandler(self.handler)
+            log.setLevel(logging.INFO)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handler is not None:
+            log.removeHandler(self.handler)
+            self.handler.close()
 
 
 def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, float]:
@@ -160,13 +184,13 @@ def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, f
             status, failure = "FAILED", err
     seconds = report.close(status)
     if status == "KILLED":
-        print(f"nes_ensemble: interrupted after {opt.n_evaluations} evaluations, all saved in {run_dir}\n"
-              f"resume with: python -m nes_ensemble resume={run_dir}", file=sys.stderr)
+        _say(f"nes_ensemble: interrupted after {opt.n_evaluations} evaluations, all saved in {run_dir}\n"
+             f"resume with: python -m nes_ensemble resume={run_dir}", logging.WARNING)
         sys.exit(130)
     if status == "FAILED":
-        print(f"nes_ensemble: error: {failure}\nsaved in {run_dir}; resume (e.g. with a larger "
-              f"evaluator.max_failures after fixing the objective) with: python -m nes_ensemble resume={run_dir}",
-              file=sys.stderr)
+        _say(f"nes_ensemble: error: {failure}\nsaved in {run_dir}; resume (e.g. with a larger "
+             f"evaluator.max_failures after fixing the objective) with: python -m nes_ensemble resume={run_dir}",
+             logging.ERROR)
         sys.exit(3)
     return _summary(cfg, problem, opt, seconds, run_dir)
 
@@ -185,14 +209,23 @@ def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
             saved = OmegaConf.load(os.path.join(run_dir, CONFIG))
             saved.budget = cfg.budget
             _save_config(saved, run_dir)
-        print(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} of {cfg.budget} evaluations", file=sys.stderr)
+        _say(f"nes_ensemble: resuming {run_dir} at {opt.n_evaluations} of {cfg.budget} evaluations")
         return opt
     os.makedirs(run_dir, exist_ok=True)
     _save_config(cfg, run_dir)
     opt = Optimizer(_space(problem), config=cfg, seed=cfg.seed, direction=_direction(problem),
                     journal=os.path.join(run_dir, JOURNAL))
     opt.save(checkpoint)
+    overrides = " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else ""
+    log.info("%s: %s, %s, budget %d, seed %d, run dir %s%s", run_name(cfg, problem), problem.name, cfg.strategy.name,
+             cfg.budget, cfg.seed, run_dir, f" (overrides: {overrides})" if overrides else "")
     return opt
+
+
+def _say(text: str, level: int = logging.INFO) -> None:
+    """A message for the user on stderr, and into app.log."""
+    print(text, file=sys.stderr)
+    log.log(level, text.replace("\n", "; "))
 
 
 def _load(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
@@ -204,7 +237,7 @@ def _load(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
     except (ValueError, FileNotFoundError) as err:
         if not os.path.exists(journal):
             raise
-        print(f"nes_ensemble: {err}\nnes_ensemble: rebuilding the run from {journal}", file=sys.stderr)
+        _say(f"nes_ensemble: {err}\nnes_ensemble: rebuilding the run from {journal}", logging.WARNING)
     opt = Optimizer.rebuild(_space(problem), journal, config=cfg, seed=cfg.seed, direction=_direction(problem))
     opt.save(checkpoint)
     return opt
@@ -229,6 +262,7 @@ class _Report:
         self.bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
                         disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
         self.logged = 0  # events handed to the tracker so far (a resumed run re-sends them; the tracker skips known)
+        self.metrics = open(os.path.join(run_dir, METRICS), "a")
 
     def _events(self) -> None:
         if self.tracker is not None:
@@ -246,12 +280,17 @@ class _Report:
         metrics["elapsed_seconds"] = opt.seconds
         self.bar.update(opt.n_evaluations - self.bar.n)
         self.bar.set_postfix(best=f"{metrics['best_y']:.5g}")
+        self.metrics.write(json.dumps({"evaluations": opt.n_evaluations, **metrics}, default=float) + "\n")
+        self.metrics.flush()
+        log.info("%d of %d evaluations, best %.6g%s", opt.n_evaluations, self.cfg.budget, metrics["best_y"],
+                 f", regret {metrics['regret']:.3g}" if "regret" in metrics else "")
         if self.tracker is not None:
             self.tracker.log_metrics(metrics, step=opt.n_evaluations)
 
     def close(self, status: str) -> float:
         """Write everything the run leaves behind; returns its wall time in seconds."""
         self.bar.close()
+        self.metrics.close()
         opt = self.opt
         seconds = time.perf_counter() - self.start
         opt.seconds = seconds
@@ -275,7 +314,8 @@ def _write_outputs(opt: Optimizer, cfg: DictConfig, problem: Problem, run_dir: s
     lineage_path = os.path.join(run_dir, "lineage.json")
     with open(lineage_path, "w") as f:
         json.dump(opt.events, f, indent=1)
-    artifacts = [history_path, plot_path, lineage_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL)]
+    artifacts = [history_path, plot_path, lineage_path, os.path.join(run_dir, CONFIG), os.path.join(run_dir, JOURNAL),
+                 os.path.join(run_dir, METRICS)]
     if any(e["event"] == "birth" for e in opt.events):
         artifacts.append(lineage_plot(opt.events, os.path.join(run_dir, "lineage.png"),
                                       f"lineage of {run_name(cfg, problem)}", opt.n_evaluations))
@@ -292,10 +332,19 @@ def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, 
     if "distance" in regret:
         parts.append(f"distance to optimum {regret['distance']:.3g}")
     parts += [f"{opt.n_evaluations} evaluations", f"{seconds:.1f} s", f"run dir {run_dir}"]
+    mlflow_run = recorded_run(run_dir) if cfg.tracking.enabled else None
+    if mlflow_run:
+        parts.append(f"MLflow run {mlflow_run}")
     shown = best_x if isinstance(best_x, dict) else np.array2string(best_x, precision=5)
-    print(f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest {'setting' if isinstance(best_x, dict) else 'x'} "
-          f"= {shown}")
-    return {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
+    what = "setting" if isinstance(best_x, dict) else "x"
+    text = f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest {what} = {shown}"
+    print(text)
+    log.info(text.replace("\n", "; "))
+    summary = {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump({"run_name": run_name(cfg, problem), "problem": problem.name, "strategy": cfg.strategy.name,
+                   "seed": cfg.seed, "budget": cfg.budget, "mlflow_run": mlflow_run, **summary}, f, indent=1)
+    return summary
 
 
 def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str) -> Tracker:
@@ -306,7 +355,8 @@ def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str)
     if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
         tags["sweep_dir"] = HydraConfig.get().sweep.dir
     return Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, run_name(cfg, problem),
-                   OmegaConf.to_container(cfg, resolve=True), tags, run_dir=run_dir, resume=bool(cfg.resume))
+                   OmegaConf.to_container(cfg, resolve=True), tags, run_dir=run_dir, resume=bool(cfg.resume),
+                   all_forks=cfg.tracking.all_forks)
 
 
 class _interrupts:
@@ -341,8 +391,11 @@ def _known_truth(problem: Problem, opt: Optimizer) -> dict[str, float]:
     return out
 
 
-class PrepareStore(Callback):
-    """Hydra callback: create the MLflow store and experiment before a sweep's jobs start in parallel."""
+class Sweep(Callback):
+    """Hydra callback of a multirun: creates the MLflow store before the jobs start in parallel, and when they
+    have ended prints the sweep summary (strategy x problem, see ``sweep.py``), writes it into the sweep
+    directory and records it as a summary run in the experiment (the table as its description, the plot and
+    table files as artifacts, the medians as metrics)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
         """Create the store before the jobs start."""
@@ -352,6 +405,37 @@ class PrepareStore(Callback):
             except Exception as err:  # the jobs will report tracking problems themselves; never stop a sweep
                 print(f"nes_ensemble: could not prepare the MLflow store ({err})", file=sys.stderr)
 
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        """Summarize the sweep's finished jobs."""
+        from .sweep import markdown, summarize
+
+        folder = os.path.abspath(str(config.hydra.sweep.dir))
+        df, paths = summarize(folder, folder)
+        if df.empty:
+            print(f"nes_ensemble: no job of the sweep in {folder} finished; no summary", file=sys.stderr)
+            return
+        table = markdown(df)
+        line = f"sweep summary of {df.groupby(['problem', 'strategy']).seeds.first().sum()} jobs ({folder})"
+        print(f"\n{line}:\n{table}\nsaved in {folder}/summary.md, summary.csv, summary.png")
+        if config.tracking.enabled:
+            self._track(config, df, paths, folder, f"{line}:\n\n{table}\n")
+
+    @staticmethod
+    def _track(config: DictConfig, df: Any, paths: list[str], folder: str, text: str) -> None:
+        measure = "median regret" if "median regret" in df else "median best"
+        name = f"sweep of {','.join(sorted(df.strategy.unique()))} on {','.join(sorted(df.problem.unique()))}"
+        tracker = Tracker(default_uri(os.getcwd(), config.tracking.uri), config.tracking.experiment, name[:80],
+                          {"strategies": ",".join(sorted(df.strategy.unique())),
+                           "problems": ",".join(sorted(df.problem.unique())), "sweep_dir": folder},
+                          {"kind": "sweep_summary", "sweep_dir": folder, "mlflow.note.content": text[:5000]},
+                          run_dir=folder, lineage=False)
+        for n, rows in df.groupby("evaluations"):
+            tracker.log_metrics({f"{measure.replace(' ', '_')}/{r.strategy}/{r.problem}": r[measure]
+                                 for _, r in rows.iterrows()}, step=int(n))
+        tracker.log_artifacts(paths)
+        tracker.finish()
+        print(f"MLflow run {recorded_run(folder)} (experiment {config.tracking.experiment})")
+
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
@@ -359,15 +443,15 @@ def _hydra_main(cfg: DictConfig) -> float:
     try:
         summary = run(cfg, run_dir, hydra.utils.get_original_cwd())
     except ValueError as err:  # a user error: one clear line, no traceback wall
-        print(f"nes_ensemble: error: {err}", file=sys.stderr)
+        _say(f"nes_ensemble: error: {err}", logging.ERROR)
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C while starting or while closing (the loop handles its own)
         run_dir = os.path.abspath(cfg.resume) if cfg.resume else run_dir
         if os.path.exists(os.path.join(run_dir, JOURNAL)) or cfg.resume:
-            print(f"nes_ensemble: interrupted; every evaluation is saved in {run_dir}\n"
-                  f"resume with: python -m nes_ensemble resume={run_dir}", file=sys.stderr)
+            _say(f"nes_ensemble: interrupted; every evaluation is saved in {run_dir}\n"
+                 f"resume with: python -m nes_ensemble resume={run_dir}", logging.WARNING)
         else:
-            print("nes_ensemble: interrupted before the first evaluation", file=sys.stderr)
+            _say("nes_ensemble: interrupted before the first evaluation", logging.WARNING)
         sys.exit(130)
     return float(summary.get("regret", -summary["best_y"]))
 

@@ -234,6 +234,7 @@ class TrackingConfig:
     uri: str = ""  # empty: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db at the project root
     experiment: str = "nes_ensemble"  # the MLflow experiment the runs go to
     run_name: str = ""  # empty: named for what it is, e.g. nes-hartmann6-k10-s3
+    all_forks: bool = False  # also a lineage run for each fork merged back with no weight (the merge records it anyway)
 
 
 @dataclass

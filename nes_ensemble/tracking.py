@@ -46,8 +46,11 @@ def prepare_store(uri: str, experiment: str) -> str:
 
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        return exp.experiment_id if exp else client.create_experiment(experiment)
+        ids = []
+        for name in (experiment, lineage_experiment(experiment)):
+            exp = client.get_experiment_by_name(name)
+            ids.append(exp.experiment_id if exp else client.create_experiment(name))
+        return ids[0]
 
 
 @contextlib.contextmanager
@@ -91,15 +94,39 @@ def _waiting_lock(path: str, patience: float) -> Iterator[None]:
         yield
 
 
+def lineage_experiment(experiment: str) -> str:
+    """The experiment that holds the family trees of the runs of ``experiment``, apart from them, so that member
+    runs stay out of the optimization runs' table, charts and grouping."""
+    return f"{experiment}-lineage"
+
+
 def member_run_name(event: Mapping[str, Any]) -> str:
-    """A member run's name, unique in its optimization and short enough for the UI's column: the member, its
-    generation and how it came to be, e.g. ``m12 g2 fork of m7`` (a merge appends ``-> m7 w 0.41``)."""
-    head = f"m{event['id']} g{event['generation']}"
-    if event["event"] == "fork":
-        return f"{head} fork of m{event['parent']}"
+    """A member's run name, unique in its optimization and short enough for the UI's name column: ``m3`` (born with
+    the population) or ``m9 copy of m2`` (a copy that replaced a weak member; the rest is in its description)."""
     if event["event"] == "replace":
-        return f"{head} replaces m{event['replaced']}"
-    return f"{head} born"
+        return f"m{event['id']} copy of m{event['parent']}"
+    return f"m{event['id']}"
+
+
+def fork_run_name(fork: int, generation: int, weight: float) -> str:
+    """A merged fork's run name, nested under its parent's run, at most about 11 characters so that the UI shows it
+    whole at that depth: generation first, so a parent's forks read in order, then the NES weight it was merged
+    back with and its id, e.g. ``g2 w.73 m13`` (``w1``: it took the whole update)."""
+    shown = f"{weight:.2f}".rstrip("0").rstrip(".").removeprefix("0") or "0"
+    return f"g{generation} w{shown} m{fork}"
+
+
+def _description(event: Mapping[str, Any], weight: float | None = None, fitness: float | None = None) -> str:
+    """The sentence shown as a member or fork run's description in the MLflow UI."""
+    at = f"at evaluation {event.get('evaluations', 0)}"
+    if event["event"] == "birth":
+        return f"Member m{event['id']}, in the population from the start."
+    if event["event"] == "replace":
+        return (f"Member m{event['id']}: a copy of m{event['parent']} (generation {event['generation']}, {at}) "
+                f"that replaced the weaker member m{event['replaced']}.")
+    return (f"Fork m{event['id']} of member m{event['parent']}, generation {event['generation']} ({at}): trained "
+            f"apart to holdout fitness {fitness:.4g}, then merged back into m{event['parent']} with NES weight "
+            f"{weight:.2f}.")
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -123,7 +150,8 @@ class Tracker:
     """
 
     def __init__(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any],
-                 tags: Mapping[str, str] | None = None, run_dir: str = "", resume: bool = False):
+                 tags: Mapping[str, str] | None = None, run_dir: str = "", resume: bool = False,
+                 all_forks: bool = False, lineage: bool = True):
         self.uri = uri
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root,
@@ -139,7 +167,7 @@ class Tracker:
         self._feeder = threading.Thread(target=self._feed, daemon=True, name="nes_ensemble-tracker")
         self._feeder.start()
         self._send("start", uri=uri, experiment=experiment, run_name=run_name, params=flatten(params),
-                   tags=dict(tags or {}), run_dir=run_dir, resume=resume)
+                   tags=dict(tags or {}), run_dir=run_dir, resume=resume, all_forks=all_forks, lineage=lineage)
 
     def _send(self, op: str, **payload: Any) -> None:
         self._queue.put(json.dumps({"op": op, **payload}, default=float) + "\n")
@@ -181,19 +209,37 @@ class Tracker:
             self._proc.wait()
 
 
+def recorded_run(run_dir: str) -> str | None:
+    """The id of the MLflow run that the tracker recorded in ``run_dir`` (None if it recorded none)."""
+    try:
+        with open(os.path.join(run_dir, RUN_RECORD)) as f:
+            return json.load(f).get("run_id")
+    except (OSError, ValueError):
+        return None
+
+
 class _Writer:
-    """The writer process's side: the MLflow calls, each guarded so that a broken store never stops a run."""
+    """The writer process's side: the MLflow calls, each guarded so that a broken store never stops a run.
+
+    The optimization run goes to the configured experiment; its family tree to the lineage experiment: a run
+    named like the optimization run, its members nested under it, and under each member the forks merged back
+    into it with some weight (every fork with ``all_forks``). A fork's run is written at its merge, when its
+    weight is known; the merge's full record (every fork's weight and fitness) is a tag of the parent's run.
+    """
 
     def __init__(self) -> None:
         self.client = None
         self.run_id: str | None = None
-        self.members: dict[int, str] = {}  # member id -> its nested MLflow run (members alive now)
-        self.known: set[int] = set()  # every member id that has a run (a resumed run re-emits some events)
-        self.names: dict[int, str] = {}  # member id -> its run's name (a merge renames a fork's run)
+        self.lineage_id: str | None = None  # the root of the family tree, in the lineage experiment
+        self.members: dict[int, str] = {}  # member id -> its run (members alive now)
+        self.known: set[int] = set()  # every member or fork id that has a run (a resumed run re-sends its events)
+        self.merged: set[tuple[int, int]] = set()  # (member, generation) of the merges written
+        self.forks: dict[int, dict] = {}  # fork id -> its fork event, until its merge
+        self.all_forks = False
         self._failed = False
 
     def start(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any], tags: dict,
-              run_dir: str, resume: bool) -> None:
+              run_dir: str, resume: bool, all_forks: bool = False, lineage: bool = True) -> None:
         # an unreachable server must not stall the run for minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -205,37 +251,67 @@ class _Writer:
         for name in ("mlflow", "alembic", "sqlalchemy"):  # (set after mlflow's import, which sets its own level)
             logging.getLogger(name).setLevel(logging.CRITICAL)  # a store error is reported once, by handle
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
+        self.all_forks = all_forks
         with store_lock(uri):
             self.client = MlflowClient(tracking_uri=uri)
             self.client.search_experiments(max_results=1)  # opens (and, the first time, creates) the store
         record = os.path.join(run_dir, RUN_RECORD) if run_dir else ""
-        run_id = None
+        saved = {}
         if resume and record and os.path.exists(record):
             with open(record) as f:
-                run_id = json.load(f).get("run_id")
-        if run_id:  # resuming: the interrupted run goes on, and so do its members' runs
-            self.client.update_run(run_id, status="RUNNING")
-            self.run_id = run_id
-            self.experiment_id = self.client.get_run(run_id).info.experiment_id
-            for run in self.client.search_runs([self.experiment_id], f"tags.optimization_run = '{run_id}'"):
-                member = int(run.data.tags["member_id"])
-                self.known.add(member)
-                self.names[member] = run.info.run_name
-                if run.info.status != "FINISHED":  # alive when the run stopped (not merged, not replaced)
-                    self.members[member] = run.info.run_id
-                    self.client.update_run(run.info.run_id, status="RUNNING")
+                saved = json.load(f)
+        if saved.get("run_id"):  # resuming: the interrupted run goes on, and so does its family tree
+            self._resume(saved["run_id"], saved.get("lineage_run_id"))
             return
-        with store_lock(uri):  # two runs must not both create the experiment
-            exp = self.client.get_experiment_by_name(experiment)
-            exp_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
-        run = self.client.create_run(exp_id, run_name=run_name, tags=tags)
-        self.run_id, self.experiment_id = run.info.run_id, exp_id
+        with store_lock(uri):  # two runs must not both create an experiment
+            exp_id = self._experiment(experiment)
+            tree_id = self._experiment(lineage_experiment(experiment)) if lineage else None
+        self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+        if tree_id is not None:
+            self._plant(run_name, experiment, tree_id)
         if record:
             with open(record, "w") as f:
-                json.dump({"run_id": self.run_id, "uri": uri}, f)
+                json.dump({"run_id": self.run_id, "lineage_run_id": self.lineage_id, "uri": uri}, f)
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def _plant(self, run_name: str, experiment: str, tree_id: str) -> None:
+        """The root of the run's family tree in the lineage experiment, and a link to it on the run."""
+        self.lineage_id = self.client.create_run(tree_id, run_name=run_name, tags={
+            "optimization_run": self.run_id, "kind": "optimization",
+            "mlflow.note.content": f"Family tree of the optimization run {run_name} ({self.run_id}) of "
+                                   f"experiment {experiment}: its members, and the forks merged back into them."}
+        ).info.run_id
+        self.tree_experiment = tree_id
+        self.client.set_tag(self.run_id, "mlflow.note.content",
+                            f"Family tree (members, forks, merges): [{run_name} in experiment "
+                            f"{lineage_experiment(experiment)}](#/experiments/{tree_id}/runs/{self.lineage_id}).")
+        self.client.set_tag(self.run_id, "lineage_run", self.lineage_id)
+
+    def _experiment(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        return exp.experiment_id if exp else self.client.create_experiment(name)
+
+    def _resume(self, run_id: str, lineage_id: str | None) -> None:
+        self.run_id = run_id
+        self.client.update_run(run_id, status="RUNNING")
+        if not lineage_id:
+            return  # a run recorded before family trees had their own experiment: no tree to go on with
+        self.lineage_id = lineage_id
+        self.tree_experiment = self.client.get_run(lineage_id).info.experiment_id
+        self.client.update_run(lineage_id, status="RUNNING")
+        for run in self.client.search_runs([self.tree_experiment], f"tags.optimization_run = '{run_id}'",
+                                           max_results=50000):
+            if "member_id" not in run.data.tags:
+                continue
+            member = int(run.data.tags["member_id"])
+            self.known.add(member)
+            self.merged.update((member, int(key.rsplit("generation", 1)[1])) for key in run.data.tags
+                               if key.startswith("merge.generation"))
+            if run.data.tags.get("kind") != "fork" and run.info.status != "FINISHED":  # alive when it stopped
+                self.members[member] = run.info.run_id
+                self.client.update_run(run.info.run_id, status="RUNNING")
 
     def handle(self, message: dict) -> None:
         """Carry out one message of the optimization process, unless the store has failed before."""
@@ -258,6 +334,8 @@ class _Writer:
         self.client.log_batch(self.run_id, metrics=[self._Metric(k, v, now, step) for k, v in metrics.items()])
 
     def log_events(self, events: list[dict]) -> None:
+        if self.lineage_id is None:
+            return
         for event in events:
             self._event(event)
 
@@ -269,55 +347,64 @@ class _Writer:
     def finish(self, status: str) -> None:
         for run in self.members.values():
             self.client.set_terminated(run, status)
+        if self.lineage_id is not None:
+            self.client.set_terminated(self.lineage_id, status)
         self.client.set_terminated(self.run_id, status)
         self.members.clear()
 
-    def _member_run(self, event: dict, parent_run: str) -> None:
-        if event["id"] in self.known:
-            return
+    def _new_run(self, event: dict, parent_run: str, name: str, description: str, kind: str) -> str:
         self.known.add(event["id"])
-        Param, RunTag = self._Param, self._RunTag
         tags = {"mlflow.parentRunId": parent_run, "optimization_run": self.run_id, "member_id": str(event["id"]),
                 "parent_id": str(event.get("parent")), "generation": str(event["generation"]),
-                "born_at_evaluation": str(event["evaluations"]), "kind": event["event"]}
-        self.names[event["id"]] = member_run_name(event)
-        run = self.client.create_run(self.experiment_id, run_name=self.names[event["id"]], tags=tags)
+                "born_at_evaluation": str(event.get("evaluations", 0)), "kind": kind,
+                "mlflow.note.content": description}
+        if "replaced" in event:
+            tags["replaced"] = str(event["replaced"])
+        run = self.client.create_run(self.tree_experiment, run_name=name, tags=tags).info.run_id
         keys = ("width", "depth", "lr", "weight_decay", "sparsity", "wider")
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(event[k])) for k in keys if k in event],
-                              tags=[RunTag("replaced", str(event["replaced"]))] if "replaced" in event else [])
-        self.members[event["id"]] = run.info.run_id
+        self.client.log_batch(run, params=[self._Param(k, str(event[k])) for k in keys if k in event])
+        return run
 
     def _event(self, event: dict) -> None:
         kind, step = event["event"], int(event.get("evaluations", 0))
-        now = int(time.time() * 1000)
-        if kind == "birth":
-            self._member_run(event, self.run_id)
-        elif kind in ("fork", "replace"):
-            self._member_run(event, self.members.get(event["parent"], self.run_id))
+        if kind in ("birth", "replace"):
+            if event["id"] not in self.known:
+                self.members[event["id"]] = self._new_run(event, self.lineage_id, member_run_name(event),
+                                                          _description(event), "copy" if kind == "replace" else kind)
             if kind == "replace" and event["replaced"] in self.members:
-                self.client.set_terminated(self.members[event["replaced"]], "FINISHED")
+                self.client.set_terminated(self.members.pop(event["replaced"]), "FINISHED")
+        elif kind == "fork":
+            if event["id"] not in self.known:
+                self.forks[event["id"]] = event
         elif kind == "merge":
-            parent = self.members.get(event["id"])
-            if parent is None:
-                return
-            metrics = [self._Metric("fitness_before_merge", event["fitness_before"], now, step),
-                       self._Metric("fitness_after_merge", event["fitness_after"], now, step),
-                       self._Metric("lr", event["lr"], now, step), self._Metric("width", event["width"], now, step)]
-            detail = {"forks": event["forks"], "weights": event["weights"], "fork_fitness": event["fork_fitness"],
-                      "fitness_before": event["fitness_before"], "fitness_after": event["fitness_after"]}
-            self.client.log_batch(parent, metrics=metrics,
-                                  tags=[self._RunTag(f"merge.generation{event['generation']}", json.dumps(detail))])
-            for fork, weight, fit in zip(event["forks"], event["weights"], event["fork_fitness"]):
-                if fork in self.members:
-                    run = self.members.pop(fork)
-                    self.client.log_batch(run, metrics=[self._Metric("merge_weight", weight, now, step),
-                                                        self._Metric("fitness", fit, now, step)],
-                                          tags=[self._RunTag("merged_into", str(event["id"]))])
-                    self.client.update_run(run, name=f"{self.names.get(fork, f'm{fork}')} -> m{event['id']} "
-                                                    f"w {weight:.2f}")
-                    self.client.set_terminated(run, "FINISHED")
+            self._merge(event, step)
         else:  # restarts and other plain events: a tag on the optimization run
             self.client.set_tag(self.run_id, f"event.{kind}.{step}", json.dumps(event)[:5000])
+
+    def _merge(self, event: dict, step: int) -> None:
+        """The merge's record on the parent's run, and a run under it for each fork merged with some weight."""
+        parent, key = self.members.get(event["id"]), (event["id"], event["generation"])
+        forks = [self.forks.pop(f, None) for f in event["forks"]]
+        if parent is None or key in self.merged:
+            return
+        self.merged.add(key)
+        now, Metric = int(time.time() * 1000), self._Metric
+        detail = {"forks": event["forks"], "weights": event["weights"], "fork_fitness": event["fork_fitness"],
+                  "fitness_before": event["fitness_before"], "fitness_after": event["fitness_after"]}
+        self.client.log_batch(parent, metrics=[
+            Metric("fitness_before_merge", event["fitness_before"], now, step),
+            Metric("fitness_after_merge", event["fitness_after"], now, step),
+            Metric("lr", event["lr"], now, step), Metric("width", event["width"], now, step)],
+            tags=[self._RunTag(f"merge.generation{event['generation']}", json.dumps(detail))])
+        for fork, weight, fitness in zip(forks, event["weights"], event["fork_fitness"]):
+            if fork is None or fork["id"] in self.known or (weight <= 0 and not self.all_forks):
+                continue
+            run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight),
+                                _description(fork, weight, fitness), "fork")
+            self.client.log_batch(run, metrics=[Metric("merge_weight", weight, now, step),
+                                                Metric("fitness", fitness, now, step)],
+                                  tags=[self._RunTag("merged_into", str(event["id"]))])
+            self.client.set_terminated(run, "FINISHED")
 
 
 @contextlib.contextmanager

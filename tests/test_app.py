@@ -83,10 +83,12 @@ def test_parallel_sweep_on_a_fresh_store_gives_one_mlflow_run_per_job(tmp_path):
     assert all(r.data.tags.get("sweep_dir") == f"{tmp_path}/sweep" and r.info.status == "FINISHED" for r in runs)
 
 
-def test_lineage_is_a_tree_of_nested_mlflow_runs(tmp_path):
+def test_lineage_is_a_tree_of_nested_mlflow_runs_in_its_own_experiment(tmp_path):
     import json
 
     from mlflow.tracking import MlflowClient
+
+    from nes_ensemble.tracking import fork_run_name, member_run_name
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
@@ -96,29 +98,41 @@ def test_lineage_is_a_tree_of_nested_mlflow_runs(tmp_path):
     events = json.loads((run_dir / "lineage.json").read_text())
     assert (run_dir / "lineage.png").stat().st_size > 1000
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
-    (main,) = [r for r in runs if "member_id" not in r.data.tags]
-    members = {int(r.data.tags["member_id"]): r for r in runs if "member_id" in r.data.tags}
-    by_run = {r.info.run_id: r for r in runs}
-    forks = [e for e in events if e["event"] == "fork"]
+    (main,) = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])  # members apart
+    assert f"MLflow run {main.info.run_id}" in proc.stdout  # the end line names the run
+    tree = client.search_runs([client.get_experiment_by_name("nes_ensemble-lineage").experiment_id])
+    (root,) = [r for r in tree if "member_id" not in r.data.tags]
+    assert root.data.tags["optimization_run"] == main.info.run_id and root.info.run_name == main.info.run_name
+    assert root.info.run_id in main.data.tags["mlflow.note.content"]  # the optimization run links to its tree
+    runs = {int(r.data.tags["member_id"]): r for r in tree if "member_id" in r.data.tags}
+    by_run = {r.info.run_id: r for r in tree}
     merges = [e for e in events if e["event"] == "merge"]
-    assert forks and merges
-    assert len(members) == len({e["id"] for e in events if e["event"] in ("birth", "fork", "replace")})
+    weights = {f: w for e in merges for f, w in zip(e["forks"], e["weights"])}
+    assert merges and 0 in weights.values() and any(w > 0 for w in weights.values())
     for e in events:
-        run = members.get(e["id"])
-        if e["event"] == "birth":
-            assert run.data.tags["mlflow.parentRunId"] == main.info.run_id
-        elif e["event"] == "fork":  # nested under the parent member's run: the nested table is the family tree
+        run = runs.get(e["id"])
+        if e["event"] in ("birth", "replace"):
+            assert run.data.tags["mlflow.parentRunId"] == root.info.run_id
+            assert run.info.run_name == member_run_name(e)
+        elif e["event"] == "fork" and weights.get(e["id"], 0) == 0:
+            assert run is None  # a fork merged with no weight has no run; its merge records it
+        elif e["event"] == "fork":  # nested under its parent member's run, named for generation and weight
             parent = by_run[run.data.tags["mlflow.parentRunId"]]
             assert int(parent.data.tags["member_id"]) == e["parent"]
-            assert run.data.tags["merged_into"] == str(e["parent"]) and "merge_weight" in run.data.metrics
+            assert run.data.metrics["merge_weight"] == weights[e["id"]] > 0
+            assert run.info.run_name == fork_run_name(e["id"], e["generation"], weights[e["id"]])
+            assert f"NES weight {weights[e['id']]:.2f}" in run.data.tags["mlflow.note.content"]
         elif e["event"] == "merge":
             detail = json.loads(run.data.tags[f"merge.generation{e['generation']}"])
             assert detail["forks"] == e["forks"] and detail["weights"] == e["weights"]
             assert run.data.metrics["fitness_after_merge"] is not None
+    assert len({r.info.run_name for r in tree}) == len(tree)  # names unique within the optimization
     assert {a.path for a in client.list_artifacts(main.info.run_id)} >= {
-        "history.csv", "convergence.png", "lineage.json", "lineage.png", "config.yaml", "evaluations.jsonl"}
+        "history.csv", "convergence.png", "lineage.json", "lineage.png", "config.yaml", "evaluations.jsonl",
+        "metrics.jsonl"}
     assert "diversity" in main.data.metrics and "surrogate_error" in main.data.metrics
+    log = (run_dir / "app.log").read_text()  # the start, every round and the end line
+    assert "budget 40" in log and "40 of 40 evaluations" in log and f"MLflow run {main.info.run_id}" in log
 
 
 def test_an_unreachable_tracking_store_never_stops_the_run(tmp_path):

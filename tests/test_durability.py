@@ -86,6 +86,14 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
     resumed = [r for r in runs if r.data.tags.get("run_dir") == str(run_dir)]
     assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"  # the same MLflow run went on
     assert json.load(open(run_dir / "mlflow_run.json"))["run_id"] == resumed[0].info.run_id
+    reference = [r for r in runs if r.data.tags.get("run_dir") == str(ref_dir)][0]
+    trees = client.get_experiment_by_name("nes_ensemble-lineage").experiment_id
+
+    def tree(run):  # the family tree's run names and states
+        return sorted((r.info.run_name, r.info.status) for r in client.search_runs(
+            [trees], f"tags.optimization_run = '{run.info.run_id}'", max_results=1000))
+
+    assert tree(resumed[0]) == tree(reference) and len(tree(reference)) > 1  # went on, nothing twice
 
 
 def test_resume_extends_a_finished_run_to_a_new_budget_and_refuses_a_smaller_one(tmp_path):
@@ -180,11 +188,12 @@ def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
-    (run,) = [r for r in runs if "member_id" not in r.data.tags]
+    (run,) = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
     assert run.info.status == "KILLED"
-    alive = [r for r in runs if "member_id" in r.data.tags and "merged_into" not in r.data.tags]
-    assert alive and all(r.info.status in ("KILLED", "FINISHED") for r in alive)
+    tree = client.search_runs([client.get_experiment_by_name("nes_ensemble-lineage").experiment_id])
+    members = [r for r in tree if r.data.tags.get("kind") in ("birth", "copy")]
+    assert members and all(r.info.status in ("KILLED", "FINISHED") for r in tree)
+    assert any(r.info.status == "KILLED" for r in members)
 
 
 @pytest.mark.parametrize("delay", [0.5, 2.5])

@@ -31,24 +31,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def tracked_run(tmp_path):
-    """A small run whose evolution replaces members (a copy nested under its source) and forks the copies."""
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
+    """A sweep of NES and SGD ensembles over two seeds, whose evolution replaces members with copies and merges
+    forks into them; it ends with the sweep's summary run."""
+    tmp_path = tmp_path_factory.mktemp("sweep")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     networks = ["search.kernel.until=0", "search.repeat=0", "search.init_design=sobol"]  # no kernel phase
-    args = [*networks, "problem=branin", "budget=60", "seed=1", "evolution.every=10", "evolution.replace_factor=1.01",
-            "evolution.parents=2", "evolution.children=2", "ensemble.members=4", "ensemble.activations=[tanh]",
-            "ensemble.train_steps_initial=60", "ensemble.train_steps=10", "progress=false",
-            f"tracking.uri={uri}", f"hydra.run.dir={tmp_path}/run"]
+    args = ["-m", "strategy=nes,sgd", "seed=1,2", *networks, "problem=branin", "budget=60", "evolution.every=10",
+            "evolution.replace_factor=1.01", "evolution.parents=2", "evolution.children=3", "ensemble.members=4",
+            "ensemble.activations=[tanh]", "ensemble.train_steps_initial=60", "ensemble.train_steps=10",
+            "progress=false", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep"]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.run([sys.executable, "-m", "nes_ensemble", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    assert "sweep summary of 4 jobs" in proc.stdout and (tmp_path / "sweep" / "summary.png").stat().st_size > 10000
     return uri
 
 
-@pytest.fixture
-def server(tracked_run, tmp_path):
+@pytest.fixture(scope="module")
+def server(tracked_run, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("server")
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(["mlflow", "server", "--backend-store-uri", tracked_run, "--host", "127.0.0.1",
@@ -75,56 +79,93 @@ def _api(url: str, path: str, body: dict | None = None) -> dict:
     return json.load(urllib.request.urlopen(req, timeout=30))
 
 
-def test_fork_of_a_fork_appears_under_its_parent_in_the_mlflow_ui(server, tmp_path):
+def _browser(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync", "--disable-quic"])
+
+
+def _experiment(url: str, name: str) -> str:
+    (exp,) = [e for e in _api(url, "experiments/search", {"max_results": 10})["experiments"] if e["name"] == name]
+    return exp["experiment_id"]
+
+
+def _runs(url: str, experiment_id: str) -> dict[str, dict]:
+    runs = _api(url, "runs/search", {"experiment_ids": [experiment_id], "max_results": 1000})["runs"]
+    return {r["info"]["run_id"]: {**{t["key"]: t["value"] for t in r["data"].get("tags", [])},
+                                  **{m["key"]: m["value"] for m in r["data"].get("metrics", [])}} for r in runs}
+
+
+def _shot(page, tmp_path, name: str) -> Path:
+    shot_dir = Path(os.environ.get("NES_SCREENSHOT_DIR", tmp_path))
+    shot_dir.mkdir(parents=True, exist_ok=True)
+    close = page.locator('button[aria-label="Close"]')  # the UI's assistant panel, over the right of the page
+    if close.count():
+        close.first.click()
+        page.wait_for_timeout(500)
+    page.screenshot(path=str(shot_dir / name))
+    assert (shot_dir / name).stat().st_size > 10000
+    return shot_dir / name
+
+
+def test_the_fork_that_won_reads_whole_under_its_member_in_the_family_tree(server, tmp_path):
     sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    (exp,) = [e for e in _api(server, "experiments/search", {"max_results": 10})["experiments"]
-              if e["name"] == "nes_ensemble"]
-    runs = _api(server, "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 500})["runs"]
-    tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs}
-    name = {rid: t["mlflow.runName"] for rid, t in tags.items()}
-
-    def chain(rid):  # run names from the optimization run down to rid, by the REST API's parentRunId tags
-        out = [rid]
-        while "mlflow.parentRunId" in tags[out[-1]]:
-            out.append(tags[out[-1]]["mlflow.parentRunId"])
-        return [name[r] for r in reversed(out)]
-
-    deep = sorted((chain(rid) for rid in tags), key=len)[-1]
-    assert len(deep) >= 4, deep  # optimization -> member -> its copy -> a fork of the copy
-    parent, child = deep[-2], deep[-1]
+    tree = _experiment(server, "nes_ensemble-lineage")
+    runs = _runs(server, tree)
+    forks = {rid: t for rid, t in runs.items() if t.get("kind") == "fork"}
+    won = max(forks, key=lambda rid: float(forks[rid]["merge_weight"]))  # the fork with the largest weight
+    member = runs[forks[won]["mlflow.parentRunId"]]
+    root = runs[member["mlflow.parentRunId"]]
+    chain = [root["mlflow.runName"], member["mlflow.runName"], forks[won]["mlflow.runName"]]
+    assert root["kind"] == "optimization" and member["kind"] in ("birth", "copy")
+    assert f"w{float(forks[won]['merge_weight']):.2f}".replace("0.", ".").rstrip("0") in chain[2] or "w1 " in chain[2]
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-sync", "--disable-quic"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1200})
-        page.goto(f"{server}/#/experiments/{exp['experiment_id']}/runs")
-        page.get_by_text(deep[0]).first.wait_for(timeout=60000)
-        expanded: set[str] = set()
-        for _ in range(len(deep) + 2):  # expand every parent row, level by level
-            rows = page.locator(f'div[role="row"]:has({EXPAND})')
-            todo = [rows.nth(i) for i in range(rows.count())
-                    if rows.nth(i).locator("a span").first.inner_text() not in expanded]
-            if not todo:
-                break
-            for row in todo:
-                expanded.add(row.locator("a span").first.inner_text())
-                row.locator(EXPAND).first.click()
-                page.wait_for_timeout(300)
-        page.get_by_text(child, exact=True).first.wait_for(timeout=30000)
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{server}/#/experiments/{tree}/runs")
+        page.get_by_text(chain[0]).first.wait_for(timeout=60000)
+        for name in chain[:2]:  # open the optimization's row, then the member's
+            row = page.locator(f'div[role="row"]:has(a span:text-is("{name}")):has({EXPAND})').first
+            row.locator(EXPAND).first.click()
+            page.wait_for_timeout(500)
+        label = page.locator(f'a span:text-is("{chain[2]}")').first
+        label.wait_for(timeout=30000)
         rows = page.locator('div[role="row"][row-index]:has(a span)')
         visual = {}
         for i in range(rows.count()):
             row = rows.nth(i)
-            label = row.locator("a span").first
-            visual[label.inner_text()] = (int(row.get_attribute("row-index")), label.bounding_box()["x"])
-        shot_dir = Path(os.environ.get("NES_SCREENSHOT_DIR", tmp_path))
-        shot_dir.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(shot_dir / "mlflow_lineage.png"))
+            text = row.locator("a span").first
+            visual.setdefault(text.inner_text(), (int(row.get_attribute("row-index")), text.bounding_box()["x"],
+                                                  text.evaluate("e => e.scrollWidth <= e.clientWidth")))
+        _shot(page, tmp_path, "mlflow_lineage.png")
         browser.close()
-    assert (shot_dir / "mlflow_lineage.png").stat().st_size > 10000
-    # every run of the chain is shown, each below and indented further than the one it is nested under
-    for upper, lower in zip(deep, deep[1:]):
-        assert visual[upper][0] < visual[lower][0], (upper, lower)
-        assert visual[lower][1] > visual[upper][1], (upper, lower)
-    assert child in visual and parent in visual
+    # the chain reads from the optimization down to the fork, each row below and indented further than its parent
+    for upper, lower in zip(chain, chain[1:]):
+        assert visual[upper][0] < visual[lower][0] and visual[lower][1] > visual[upper][1], (upper, lower)
+    assert all(visual[name][2] for name in chain), visual  # shown whole: no name cut short by the column
+
+
+def test_the_sweep_ends_with_a_summary_run_and_member_runs_stay_out_of_the_experiment(server, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    exp = _experiment(server, "nes_ensemble")
+    runs = _runs(server, exp)
+    (summary,) = [rid for rid, t in runs.items() if t.get("kind") == "sweep_summary"]
+    assert len(runs) == 5 and not any("member_id" in t for t in runs.values())  # 4 optimizations + the summary
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{server}/#/experiments/{exp}/runs")
+        page.get_by_text("5 matching runs").first.wait_for(timeout=60000)
+        page.goto(f"{server}/#/experiments/{exp}/runs/{summary}")
+        page.get_by_text("median regret").first.wait_for(timeout=60000)  # the table, as the run's description
+        more = page.get_by_text("Show more")
+        if more.count():
+            more.first.click()
+            page.wait_for_timeout(500)
+        for text in ("nes", "sgd", "branin", "evals to target"):
+            assert page.get_by_text(text, exact=False).count() > 0, text
+        _shot(page, tmp_path, "mlflow_sweep_summary.png")
+        browser.close()
+    artifacts = {a["path"] for a in _api(server, f"artifacts/list?run_id={summary}").get("files", [])}
+    assert artifacts >= {"summary.md", "summary.csv", "summary.png"}

@@ -29,10 +29,13 @@ def test_writer_keeps_what_it_was_sent_and_marks_the_runs_killed_when_the_stream
     run = client.get_run(run_id)
     assert run.info.status == "KILLED" and run.data.params["a.b"] == "1" and run.data.tags["t"] == "x"
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "best_y")] == [(7, 1.5)]
-    members = client.search_runs([run.info.experiment_id], f"tags.optimization_run = '{run_id}'")
+    tree = client.search_runs([client.get_experiment_by_name("e-lineage").experiment_id],
+                              f"tags.optimization_run = '{run_id}'")
+    (root,) = [r for r in tree if "member_id" not in r.data.tags]
+    members = [r for r in tree if "member_id" in r.data.tags]
     assert sorted(m.data.tags["member_id"] for m in members) == ["0", "1"]
-    assert {m.info.status for m in members} == {"KILLED"}
-    assert {m.data.tags["mlflow.parentRunId"] for m in members} == {run_id}
+    assert {r.info.status for r in tree} == {"KILLED"}
+    assert {m.data.tags["mlflow.parentRunId"] for m in members} == {root.info.run_id}
 
 
 def _cli(args, cwd):
