@@ -7,14 +7,18 @@ values per call; if the run stops with an exception, the exception carries the `
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .config import check_budget
+from .config import TrackingConfig, check_budget
 from .loop import run, torch_threads
 from .optimizer import Optimizer
 from .space import Space
@@ -35,6 +39,7 @@ class Result:
     seconds: float = 0.0
     best_params: dict[str, Any] | None = None
     params: list[dict[str, Any]] | None = None
+    mlflow_run: str | None = None  # the MLflow run's id, when ``optimize`` tracked the run
 
 
 class SettingFn:
@@ -53,7 +58,8 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
              seed: int | None = 0, strategy: str = "nes", *, batched: bool = False, direction: str = "maximize",
              callback: Callable[[Optimizer], None] | None = None, evaluator: str | Mapping[str, Any] | None = None,
              n_workers: int | None = None, threads: int | None = 1, initial: Sequence[Any] | None = None,
-             progress: bool = False, **overrides: Any) -> Result:
+             progress: bool = False, tracking: bool | str | Mapping[str, Any] | None = None,
+             **overrides: Any) -> Result:
     """Maximize (or minimize) ``fn`` over ``bounds`` with exactly ``budget`` evaluations.
 
     ``bounds`` is a sequence of (low, high) pairs, and ``fn`` maps one x [n] to a float (``batched=True``:
@@ -64,6 +70,10 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
     ``opt.stop()`` to end the run early, and ``optimize`` still returns the Result. ``progress=True`` shows a
     progress bar. ``evaluator="processes"`` or ``"ray"`` with ``n_workers=4`` evaluates that many points at
     once. torch uses ``threads`` CPU threads while it runs (None: torch's own setting), as on the command line.
+    ``tracking=True`` records the run in MLflow as the command line does (the store ``$MLFLOW_TRACKING_URI``, else
+    ``sqlite:///mlflow.db`` in the working folder; its id in ``Result.mlflow_run``); a string is the store's URI, a
+    dict sets the keys of ``conf/tracking`` (``uri``, ``experiment``, ``run_name``, ``all_forks``). It is off by
+    default: a library call writes no files and starts no process unless asked to.
     """
     budget = check_budget(budget)
     ev = dict(evaluator) if isinstance(evaluator, Mapping) else ({"name": evaluator} if evaluator else {})
@@ -78,10 +88,15 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
         for setting in initial or []:
             opt.enqueue(setting)
         objective = SettingFn(fn, opt.box, batched) if isinstance(opt.box, Space) else fn
-        bar = _Progress(budget, callback) if progress else None
+        bar = _Progress(budget) if progress else None
+        tracked = _Tracked(tracking, opt, fn, strategy, budget) if tracking not in (None, False) else None
+        hooks = [h for h in (bar, tracked, callback) if h is not None]
+        status = "FAILED"
         try:
-            run(opt, objective, budget, bar or callback, batched)
+            run(opt, objective, budget, (lambda o: [h(o) for h in hooks]) if hooks else None, batched)
+            status = "FINISHED"
         except BaseException as err:  # the objective failing, a value that is no number, Ctrl-C: keep what was paid for
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
             try:
                 err.result = result_of(opt, start)  # type: ignore[attr-defined]
             except Exception:  # never hide the error that stopped the run
@@ -92,27 +107,93 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
         finally:
             if bar is not None:
                 bar.close()
-    return result_of(opt, start)
+            mlflow_run = tracked.close(opt, status) if tracked is not None else None
+    result = result_of(opt, start)
+    result.mlflow_run = mlflow_run
+    return result
 
 
 class _Progress:
-    """A tqdm bar of evaluations with the best value so far, moved after every round, then the user's callback."""
+    """A tqdm bar of evaluations with the best value so far, moved after every round."""
 
-    def __init__(self, budget: int, callback: Callable | None):
+    def __init__(self, budget: int):
         from tqdm import tqdm
 
-        self.bar, self.callback = tqdm(total=budget, unit="eval", dynamic_ncols=True), callback
+        self.bar = tqdm(total=budget, unit="eval", dynamic_ncols=True)
 
     def __call__(self, opt: Optimizer) -> None:
         self.bar.update(opt.n_evaluations - self.bar.n)
         y = opt.metrics()["best_y"]
         self.bar.set_postfix(best=f"{y:.6g}", refresh=False)
-        if self.callback is not None:
-            self.callback(opt)
 
     def close(self) -> None:
         """Leave the bar as it ended."""
         self.bar.close()
+
+
+def tracking_settings(spec: bool | str | Mapping[str, Any]) -> TrackingConfig:
+    """``optimize``'s ``tracking`` argument as the command line's tracking settings; a misspelt key is refused."""
+    if spec is True:
+        return TrackingConfig()
+    if isinstance(spec, str):
+        return TrackingConfig(uri=spec)
+    if isinstance(spec, Mapping):
+        known = {f.name for f in fields(TrackingConfig)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(f"tracking={dict(spec)!r}: unknown key {unknown[0]!r}; the keys are "
+                             f"{', '.join(sorted(known))}")
+        return TrackingConfig(**spec)
+    raise ValueError(f"tracking={spec!r}: give True, a tracking URI, or a dict of uri, experiment, run_name, all_forks")
+
+
+class _Tracked:
+    """MLflow for ``optimize``: the settings at the start, the numbers and the lineage after every round, the history
+    and the lineage as artifacts at the end; written by the tracker's own process, as for the command line."""
+
+    def __init__(self, spec: bool | str | Mapping[str, Any], opt: Optimizer, fn: Callable, strategy: str,
+                 budget: int):
+        from omegaconf import OmegaConf
+
+        from .tracking import Tracker, default_uri
+
+        settings = tracking_settings(spec)
+        self.folder = tempfile.mkdtemp(prefix="nes_ensemble-")  # the tracker's record, and the artifacts
+        self.logged, self.start, self.tracker = 0, time.perf_counter(), None
+        if not settings.enabled:
+            return
+        name = getattr(fn, "__name__", type(fn).__name__)
+        params = {**OmegaConf.to_container(opt.cfg), "seed": opt.seed, "direction": opt.direction, "budget": budget}
+        self.tracker = Tracker(default_uri(os.getcwd(), settings.uri), settings.experiment,
+                               settings.run_name or f"{strategy}-{name}-s{opt.seed}", params,
+                               {"strategy": strategy, "problem": name, "source": "optimize"}, run_dir=self.folder,
+                               all_forks=settings.all_forks)
+
+    def __call__(self, opt: Optimizer) -> None:
+        if self.tracker is None:
+            return
+        self.tracker.log_events(opt.events[self.logged:])
+        self.logged = len(opt.events)
+        metrics = opt.metrics()
+        metrics["elapsed_seconds"] = time.perf_counter() - self.start
+        self.tracker.log_metrics(metrics, step=opt.n_evaluations)
+
+    def close(self, opt: Optimizer, status: str) -> str | None:
+        """End the MLflow run with ``status``; returns its id."""
+        from .tracking import recorded_run
+
+        try:
+            if self.tracker is None:
+                return None
+            self(opt)
+            opt.history().to_csv(os.path.join(self.folder, "history.csv"), index=False)
+            with open(os.path.join(self.folder, "lineage.json"), "w") as f:
+                json.dump(opt.events, f, indent=1)
+            self.tracker.log_artifacts([os.path.join(self.folder, n) for n in ("history.csv", "lineage.json")])
+            self.tracker.finish(status)
+            return recorded_run(self.folder)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def result_of(opt: Optimizer, start: float) -> Result:

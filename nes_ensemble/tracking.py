@@ -55,14 +55,16 @@ def prepare_store(uri: str, experiment: str) -> str:
 
 @contextlib.contextmanager
 def store_lock(uri: str, patience: float = 120.0) -> Iterator[None]:
-    """For a SQLite store: hold ``<database>.lock`` while the store is opened, so that runs started at the same
-    moment in a fresh folder do not all create (and break) its schema; the first creates it, the others wait.
+    """For a SQLite store: hold ``.<database>.lock`` (beside it) while the store is opened, so that runs started
+    at the same moment in a fresh folder do not all create (and break) its schema; the first creates it, the
+    others wait.
     Other stores need no lock. After ``patience`` seconds the caller goes on without it."""
     path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
     if not path or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         yield
         return
-    with _waiting_lock(path + ".lock", patience):
+    folder, name = os.path.split(os.path.abspath(path))
+    with _waiting_lock(os.path.join(folder, f".{name}.lock"), patience):
         yield
 
 

@@ -77,3 +77,35 @@ def test_a_read_only_store_costs_one_warning_line_and_the_run_finishes(tmp_path)
     err = proc.stderr.read().strip().splitlines()
     assert len(err) == 1 and "readonly database" in err[0] and "tracking is off" in err[0], err
     assert (tmp_path / "b" / "history.csv").exists()
+
+
+def test_optimize_with_tracking_records_the_run_like_the_command_line(tmp_path):
+    import numpy as np
+
+    import nes_ensemble as ne
+
+    def bowl(x):
+        return -float(np.sum((x - 0.3) ** 2))
+
+    def enough(opt):
+        if opt.n_evaluations >= 14:
+            opt.stop()
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = ne.optimize(bowl, [(0, 1)] * 2, budget=40, seed=0, callback=enough, ensemble={"members": 3},
+                         tracking={"uri": uri, "experiment": "api"})
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.get_run(result.mlflow_run)
+    assert run.info.status == "FINISHED" and run.info.run_name == "nes-bowl-s0"  # stopped by the callback, cleanly
+    assert run.data.params["ensemble.members"] == "3" and run.data.tags["source"] == "optimize"
+    best = client.get_metric_history(result.mlflow_run, "best_y")
+    assert best[-1].step == len(result.y) and best[-1].value == result.best_y
+    assert {a.path for a in client.list_artifacts(result.mlflow_run)} == {"history.csv", "lineage.json"}
+    tree = client.search_runs([client.get_experiment_by_name("api-lineage").experiment_id])
+    assert sorted(r.info.run_name for r in tree) == ["m0", "m1", "m2", "nes-bowl-s0"]
+    with pytest.raises(ValueError, match="unknown key 'experimnt'"):
+        ne.optimize(bowl, [(0, 1)] * 2, budget=5, tracking={"experimnt": "x"})
+    assert ne.optimize(bowl, [(0, 1)] * 2, budget=5, ensemble={"members": 3}).mlflow_run is None  # off by default
