@@ -44,13 +44,18 @@ def prepare_store(uri: str, experiment: str) -> str:
         warnings.simplefilter("ignore")
         from mlflow.tracking import MlflowClient
 
+    _quiet_mlflow()
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
-        ids = []
-        for name in (experiment, lineage_experiment(experiment)):
-            exp = client.get_experiment_by_name(name)
-            ids.append(exp.experiment_id if exp else client.create_experiment(name))
-        return ids[0]
+        exp = client.get_experiment_by_name(experiment)
+        return exp.experiment_id if exp else client.create_experiment(experiment)
+
+
+def _quiet_mlflow() -> None:
+    """No log lines from MLflow and the database libraries (its "Creating initial MLflow database tables" would
+    break the progress bar); called after mlflow's import, which sets its own levels."""
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
@@ -233,6 +238,7 @@ class _Writer:
         self.client = None
         self.run_id: str | None = None
         self.lineage_id: str | None = None  # the root of the family tree, in the lineage experiment
+        self.tree: dict[str, str] | None = None  # what planting the root needs, until the first member is born
         self.members: dict[int, str] = {}  # member id -> its run (members alive now)
         self.known: set[int] = set()  # every member or fork id that has a run (a resumed run re-sends its events)
         self.merged: set[tuple[int, int]] = set()  # (member, generation) of the merges written
@@ -250,8 +256,7 @@ class _Writer:
             from mlflow.entities import Metric, Param, RunTag
             from mlflow.tracking import MlflowClient
 
-        for name in ("mlflow", "alembic", "sqlalchemy"):  # (set after mlflow's import, which sets its own level)
-            logging.getLogger(name).setLevel(logging.CRITICAL)  # a store error is reported once, by handle
+        _quiet_mlflow()  # a store error is reported once, by handle
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self.all_forks = all_forks
         with store_lock(uri):
@@ -263,43 +268,54 @@ class _Writer:
             with open(record) as f:
                 saved = json.load(f)
         if saved.get("run_id"):  # resuming: the interrupted run goes on, and so does its family tree
-            self._resume(saved["run_id"], saved.get("lineage_run_id"))
+            self._resume(saved["run_id"], saved.get("lineage_run_id"), uri, record)
             return
         with store_lock(uri):  # two runs must not both create an experiment
             exp_id = self._experiment(experiment)
-            tree_id = self._experiment(lineage_experiment(experiment)) if lineage else None
         self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
-        if tree_id is not None:
-            self._plant(run_name, experiment, tree_id)
-        if record:
-            with open(record, "w") as f:
-                json.dump({"run_id": self.run_id, "lineage_run_id": self.lineage_id, "uri": uri}, f)
+        if lineage:
+            self.tree = {"uri": uri, "experiment": experiment, "run_name": run_name, "record": record}
+        self._record(uri, record)
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
-    def _plant(self, run_name: str, experiment: str, tree_id: str) -> None:
-        """The root of the run's family tree in the lineage experiment, and a link to it on the run."""
-        self.lineage_id = self.client.create_run(tree_id, run_name=run_name, tags={
+    def _record(self, uri: str, record: str) -> None:
+        if record:
+            with open(record, "w") as f:
+                json.dump({"run_id": self.run_id, "lineage_run_id": self.lineage_id, "uri": uri}, f)
+
+    def _plant(self) -> None:
+        """The root of the run's family tree in the lineage experiment, and a link to it on the run: planted at
+        the first member's birth, so that a strategy without a population (sgd, the baselines) has none."""
+        tree, self.tree = self.tree, None
+        experiment, run_name = tree["experiment"], tree["run_name"]
+        with store_lock(tree["uri"]):
+            self.tree_experiment = self._experiment(lineage_experiment(experiment))
+        self.lineage_id = self.client.create_run(self.tree_experiment, run_name=run_name, tags={
             "optimization_run": self.run_id, "kind": "optimization",
             "mlflow.note.content": f"Family tree of the optimization run {run_name} ({self.run_id}) of "
                                    f"experiment {experiment}: its members, and the forks merged back into them."}
         ).info.run_id
-        self.tree_experiment = tree_id
         self.client.set_tag(self.run_id, "mlflow.note.content",
                             f"Family tree (members, forks, merges): [{run_name} in experiment "
-                            f"{lineage_experiment(experiment)}](#/experiments/{tree_id}/runs/{self.lineage_id}).")
+                            f"{lineage_experiment(experiment)}](#/experiments/{self.tree_experiment}/runs/"
+                            f"{self.lineage_id}).")
         self.client.set_tag(self.run_id, "lineage_run", self.lineage_id)
+        self._record(tree["uri"], tree["record"])
 
     def _experiment(self, name: str) -> str:
         exp = self.client.get_experiment_by_name(name)
         return exp.experiment_id if exp else self.client.create_experiment(name)
 
-    def _resume(self, run_id: str, lineage_id: str | None) -> None:
+    def _resume(self, run_id: str, lineage_id: str | None, uri: str, record: str) -> None:
         self.run_id = run_id
         self.client.update_run(run_id, status="RUNNING")
-        if not lineage_id:
-            return  # a run recorded before family trees had their own experiment: no tree to go on with
+        if not lineage_id:  # no member born yet (or a run recorded before trees had their own experiment)
+            run = self.client.get_run(run_id)
+            self.tree = {"uri": uri, "experiment": self.client.get_experiment(run.info.experiment_id).name,
+                         "run_name": run.info.run_name, "record": record}
+            return
         self.lineage_id = lineage_id
         self.tree_experiment = self.client.get_run(lineage_id).info.experiment_id
         self.client.update_run(lineage_id, status="RUNNING")
@@ -336,7 +352,7 @@ class _Writer:
         self.client.log_batch(self.run_id, metrics=[self._Metric(k, v, now, step) for k, v in metrics.items()])
 
     def log_events(self, events: list[dict]) -> None:
-        if self.lineage_id is None:
+        if self.lineage_id is None and self.tree is None:
             return
         for event in events:
             self._event(event)
@@ -370,6 +386,8 @@ class _Writer:
     def _event(self, event: dict) -> None:
         kind, step = event["event"], int(event.get("evaluations", 0))
         if kind in ("birth", "replace"):
+            if self.lineage_id is None:
+                self._plant()
             if event["id"] not in self.known:
                 self.members[event["id"]] = self._new_run(event, self.lineage_id, member_run_name(event),
                                                           _description(event), "copy" if kind == "replace" else kind)

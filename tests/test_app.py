@@ -1,6 +1,7 @@
 """The command line as a user runs it: real Hydra, a real MLflow SQLite store, subprocesses."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,11 +77,13 @@ def test_parallel_sweep_on_a_fresh_store_gives_one_mlflow_run_per_job(tmp_path):
                     "budget=15", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp_path}/sweep", *FAST], tmp_path)
     assert proc.returncode == 0, proc.stderr
     client = MlflowClient(uri)
-    runs = [r for r in client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
-            if "member_id" not in r.data.tags]
+    runs = client.search_runs([client.get_experiment_by_name("nes_ensemble").experiment_id])
+    (summary,) = [r for r in runs if r.data.tags.get("kind") == "sweep_summary"]
+    runs = [r for r in runs if r is not summary]
     assert sorted(r.info.run_name for r in runs) == ["nes-hartmann6-k3-s0", "nes-hartmann6-k3-s1",
                                                      "sgd-hartmann6-k3-s0", "sgd-hartmann6-k3-s1"]
     assert all(r.data.tags.get("sweep_dir") == f"{tmp_path}/sweep" and r.info.status == "FINISHED" for r in runs)
+    assert re.search(r"\| hartmann6 +\| sgd +\| +15 \| +2 \|", proc.stdout)  # the summary's table, printed
 
 
 def test_lineage_is_a_tree_of_nested_mlflow_runs_in_its_own_experiment(tmp_path):
