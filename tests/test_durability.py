@@ -196,7 +196,7 @@ def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     assert any(r.info.status == "KILLED" for r in members)
 
 
-@pytest.mark.parametrize("delay", [0.5, 2.5])
+@pytest.mark.parametrize("delay", [0.5, pytest.param(2.5, marks=pytest.mark.slow)])
 def test_ctrl_c_while_the_run_starts_exits_130_without_a_traceback(delay, tmp_path):
     proc = _app([*FAST, "budget=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/r"])
     time.sleep(delay)
@@ -479,7 +479,7 @@ def _alive(pid):
         return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
 def test_a_run_on_worker_processes_stopped_by_a_signal_leaves_no_process_and_resumes_whole(sig, tmp_path):
     (tmp_path / "pids.py").write_text(PIDS)
     pids, run_dir = tmp_path / "pids.txt", tmp_path / "run"

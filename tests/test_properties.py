@@ -80,7 +80,7 @@ def test_config_values_are_accepted_or_rejected_with_a_message_naming_the_key(ke
     assert X.shape == (1, 2) and np.all((X >= 0) & (X <= 1))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(math.nan)),
                        min_size=12, max_size=12))
 @example(values=[math.nan] * 4 + [8.98846567431158e307] + [math.nan] * 4 + [8.988465674311579e307] + [math.nan] * 2)
