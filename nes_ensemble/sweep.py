@@ -71,7 +71,7 @@ def table(jobs: pd.DataFrame, checkpoints: list[int] | None = None) -> pd.DataFr
                           for s, v in zip(g.steps, g.value)])
         reached = np.isfinite(reach)
         to_target = (f"{np.median(reach[reached]):.0f} ({reached.sum()}/{len(g)})" if reached.any()
-                     else f"- (0/{len(g)})") if regret else ""
+                     else f"- (0/{len(g)})")
         for n in counts:
             if n > budget:
                 continue
@@ -79,10 +79,11 @@ def table(jobs: pd.DataFrame, checkpoints: list[int] | None = None) -> pd.DataFr
             if not np.isfinite(vals).any():
                 continue
             q1, med, q3 = np.nanpercentile(vals, [25, 50, 75])
-            rows.append({"problem": problem, "strategy": strategy, "evaluations": n, "seeds": len(g),
-                         "median regret" if regret else "median best": med, "IQR": f"{q1:.3g} - {q3:.3g}",
-                         "evals to target (reached)": to_target,
-                         "target": goal if regret else np.nan, "median seconds": float(np.median(g.seconds))})
+            row = {"problem": problem, "strategy": strategy, "evaluations": n, "seeds": len(g),
+                   "median regret" if regret else "median best": med, "IQR": f"{q1:.3g} - {q3:.3g}"}
+            if regret:  # (a problem whose optimum is unknown has no target)
+                row.update({"evals to target (reached)": to_target, "target": goal})
+            rows.append({**row, "median seconds": float(np.median(g.seconds))})
     return pd.DataFrame(rows)
 
 

@@ -41,3 +41,14 @@ def test_evaluations_to_target_counts_the_seeds_that_reached_it(tmp_path):
     _job(tmp_path / "c", "nes", 2, [(10, 1.0), (40, 0.5)])
     df = sweep.table(sweep.read_jobs(str(tmp_path)), [40])
     assert df.iloc[0]["evals to target (reached)"] == "25 (2/3)"  # median of 20 and 30
+
+
+def test_a_problem_without_a_known_optimum_is_summarized_by_its_best_value(tmp_path):
+    for seed, best in enumerate([3.0, 1.0, 2.0]):
+        job = tmp_path / str(seed)
+        job.mkdir()
+        (job / "summary.json").write_text(json.dumps({"strategy": "nes", "problem": "latency", "seed": seed,
+                                                      "budget": 20, "seconds": 1.0, "best_y": best}))
+        (job / "metrics.jsonl").write_text(json.dumps({"evaluations": 20, "best_y": best}) + "\n")
+    df = sweep.table(sweep.read_jobs(str(tmp_path)))
+    assert list(df["median best"]) == [2.0] and "target" not in df and "evals to target (reached)" not in df
