@@ -39,7 +39,7 @@ def read_jobs(folder: str) -> pd.DataFrame:
             with open(path) as f:
                 summary = json.load(f)
             with open(os.path.join(job, "metrics.jsonl")) as f:
-                rounds = [json.loads(line) for line in f if line.strip()]
+                rounds = [r for r in map(_row, f) if r is not None]
         except (OSError, ValueError):
             continue
         key = "regret" if "regret" in summary else "best_y"
@@ -50,6 +50,15 @@ def read_jobs(folder: str) -> pd.DataFrame:
                      "measure": key, "steps": steps, "value": np.array([last[s][key] for s in steps]),
                      "clock": np.array([last[s].get("elapsed_seconds", np.nan) for s in steps])})
     return pd.DataFrame(rows)
+
+
+def _row(line: str) -> dict | None:
+    """One round of metrics.jsonl (None for a line cut short by a kill)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and "evaluations" in row else None
 
 
 def value_at(steps: np.ndarray, values: np.ndarray, n: int) -> float:

@@ -39,6 +39,8 @@ def test_evaluations_to_target_counts_the_seeds_that_reached_it(tmp_path):
     _job(tmp_path / "a", "nes", 0, [(10, 1.0), (20, 0.005), (30, 0.001)])
     _job(tmp_path / "b", "nes", 1, [(10, 1.0), (30, 0.008)])
     _job(tmp_path / "c", "nes", 2, [(10, 1.0), (40, 0.5)])
+    with open(tmp_path / "c" / "metrics.jsonl", "a") as f:
+        f.write('{"evaluations": 41, "reg')  # cut short by a kill: the line is skipped, not the job
     df = sweep.table(sweep.read_jobs(str(tmp_path)), [40])
     assert df.iloc[0]["evals to target (reached)"] == "25 (2/3)"  # median of 20 and 30
 
