@@ -4,8 +4,8 @@ Every job leaves ``summary.json`` (who it was, its end) and ``metrics.jsonl`` (i
 round) in its run directory; this module reads them back from a sweep directory and makes the table
 (strategy x problem: median regret and its interquartile range at fixed evaluation counts, the
 evaluations needed to reach a target regret, wall time) and the plot of regret against evaluations
-with quartile bands. ``app.SweepSummary`` calls it when a multirun ends; ``experiments/compare.py``
-uses it across several sweeps.
+with quartile bands. The app's ``Sweep`` callback calls it when a multirun ends; ``python -m
+nes_ensemble.sweep FOLDER`` summarizes a folder by hand; ``experiments/compare.py`` uses it across sweeps.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -146,3 +147,23 @@ def summarize(folder: str, out_dir: str, checkpoints: list[int] | None = None) -
     with open(md, "w") as f:
         f.write(markdown(df) + "\n")
     return df, [md, csv, plot(jobs, os.path.join(out_dir, "summary.png"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nes_ensemble.sweep FOLDER``: the summary of the finished jobs under FOLDER (a sweep that was
+    stopped, or several sweeps), printed and written into FOLDER."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nes_ensemble.sweep", description=main.__doc__)
+    parser.add_argument("folder", help="a sweep folder (outputs/multirun/DATE/TIME), or a folder above several")
+    folder = os.path.abspath(parser.parse_args(argv).folder)
+    df, paths = summarize(folder, folder)
+    if df.empty:
+        print(f"nes_ensemble: no finished job under {folder}", file=sys.stderr)
+        return 1
+    print(markdown(df) + "\nsaved in " + ", ".join(paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

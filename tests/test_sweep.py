@@ -54,3 +54,10 @@ def test_a_problem_without_a_known_optimum_is_summarized_by_its_best_value(tmp_p
         (job / "metrics.jsonl").write_text(json.dumps({"evaluations": 20, "best_y": best}) + "\n")
     df = sweep.table(sweep.read_jobs(str(tmp_path)))
     assert list(df["median best"]) == [2.0] and "target" not in df and "evals to target (reached)" not in df
+
+
+def test_a_folder_of_finished_jobs_is_summarized_from_the_command_line(tmp_path, capsys):
+    assert sweep.main([str(tmp_path)]) == 1 and "no finished job" in capsys.readouterr().err
+    _job(tmp_path / "0", "nes", 0, [(10, 1.0), (40, 0.005)])
+    assert sweep.main([str(tmp_path)]) == 0
+    assert "| branin" in capsys.readouterr().out and (tmp_path / "summary.png").exists()
