@@ -1,0 +1,25 @@
+"""The command line's entry point (``nes-ensemble`` and ``python -m nes_ensemble``), kept free of heavy imports.
+
+A Ctrl-C while the libraries load (torch, Hydra, pandas: a second or two) is remembered rather than
+raised: a KeyboardInterrupt raised inside a library's import can be swallowed by a broad ``except``
+there, and the run would then start as if never interrupted.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def main() -> None:
+    """Load the app with Ctrl-C held back, then run it (or stop, if Ctrl-C came meanwhile)."""
+    asked: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+    try:
+        from .app import main as run_app
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if asked:
+        print("nes_ensemble: interrupted before the run started", file=sys.stderr)
+        sys.exit(130)
+    run_app()
