@@ -67,15 +67,6 @@ def with_overhead(df: pd.DataFrame, jobs: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def log_summary(name: str, paths: list[str], sweep_prefix: str) -> None:
-    from nes_ensemble.tracking import Tracker, default_uri
-
-    tracker = Tracker(default_uri(ROOT), name, f"summary-{name}", {"sweep_prefix": sweep_prefix},
-                      {"sweep_dir": sweep_prefix, "kind": "sweep_summary"}, lineage=False)
-    tracker.log_artifacts(paths)
-    tracker.finish()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plan", nargs="+", default=["sgd,nes:300:10"], help="strategies:budget:seeds, one sweep each")
@@ -100,8 +91,10 @@ def main() -> None:
                                                            for a in sys.argv[1:])
     save_table(df, args.name, f"{args.name}: simple regret by strategy (sweeps {prefix})", command)
     png = sweep.plot(jobs, os.path.join(RESULTS, f"{args.name}.png"))
-    log_summary(args.name, [os.path.join(RESULTS, f"{args.name}.md"), os.path.join(RESULTS, f"{args.name}.csv"), png],
-                prefix)
+    from nes_ensemble.tracking import default_uri
+
+    sweep.record(df, [os.path.join(RESULTS, f"{args.name}.md"), os.path.join(RESULTS, f"{args.name}.csv"), png],
+                 os.path.join(ROOT, prefix), default_uri(ROOT), args.name)
     print(f"plot: {png}")
 
 

@@ -261,19 +261,14 @@ class _Report:
         self.start = time.perf_counter() - (opt.seconds if cfg.resume else 0.0)
         self.bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
                         disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
-        self.logged = 0  # events handed to the tracker so far (a resumed run re-sends them; the tracker skips known)
         self.metrics = open(os.path.join(run_dir, METRICS), "a")
-
-    def _events(self) -> None:
-        if self.tracker is not None:
-            self.tracker.log_events(self.opt.events[self.logged:])
-            self.logged = len(self.opt.events)
 
     def after_round(self, opt: Optimizer) -> None:
         """Checkpoint, progress and tracking after a round of evaluations."""
         opt.seconds = time.perf_counter() - self.start
         opt.save(self.checkpoint)
-        self._events()
+        if self.tracker is not None:
+            self.tracker.log_events(opt.events)
         metrics = opt.metrics()
         metrics.update(_known_truth(self.problem, opt))
         metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
@@ -297,7 +292,7 @@ class _Report:
         opt.save(self.checkpoint)
         artifacts = _write_outputs(opt, self.cfg, self.problem, self.run_dir)
         if self.tracker is not None:
-            self._events()
+            self.tracker.log_events(opt.events)
             self.tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
             self.tracker.log_artifacts(artifacts)
             self.tracker.finish(status)
@@ -407,7 +402,7 @@ class Sweep(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         """Summarize the sweep's finished jobs."""
-        from .sweep import markdown, summarize
+        from .sweep import markdown, record, summarize
 
         folder = os.path.abspath(str(config.hydra.sweep.dir))
         df, paths = summarize(folder, folder)
@@ -418,23 +413,9 @@ class Sweep(Callback):
         line = f"sweep summary of {df.groupby(['problem', 'strategy']).seeds.first().sum()} jobs ({folder})"
         print(f"\n{line}:\n{table}\nsaved in {folder}/summary.md, summary.csv, summary.png")
         if config.tracking.enabled:
-            self._track(config, df, paths, folder, f"{line}:\n\n{table}\n")
-
-    @staticmethod
-    def _track(config: DictConfig, df: Any, paths: list[str], folder: str, text: str) -> None:
-        measure = "median regret" if "median regret" in df else "median best"
-        name = f"sweep of {','.join(sorted(df.strategy.unique()))} on {','.join(sorted(df.problem.unique()))}"
-        tracker = Tracker(default_uri(os.getcwd(), config.tracking.uri), config.tracking.experiment, name[:80],
-                          {"strategies": ",".join(sorted(df.strategy.unique())),
-                           "problems": ",".join(sorted(df.problem.unique())), "sweep_dir": folder},
-                          {"kind": "sweep_summary", "sweep_dir": folder, "mlflow.note.content": text[:5000]},
-                          run_dir=folder, lineage=False)
-        for n, rows in df.groupby("evaluations"):
-            tracker.log_metrics({f"{measure.replace(' ', '_')}/{r.strategy}/{r.problem}": r[measure]
-                                 for _, r in rows.iterrows()}, step=int(n))
-        tracker.log_artifacts(paths)
-        tracker.finish()
-        print(f"MLflow run {recorded_run(folder)} (experiment {config.tracking.experiment})")
+            run_id = record(df, paths, folder, default_uri(os.getcwd(), config.tracking.uri),
+                            config.tracking.experiment, f"{line}:\n\n{table}\n")
+            print(f"MLflow run {run_id} (experiment {config.tracking.experiment})")
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")

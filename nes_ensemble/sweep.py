@@ -149,6 +149,27 @@ def summarize(folder: str, out_dir: str, checkpoints: list[int] | None = None) -
     return df, [md, csv, plot(jobs, os.path.join(out_dir, "summary.png"))]
 
 
+def record(df: pd.DataFrame, paths: list[str], folder: str, uri: str, experiment: str, text: str = "") -> str | None:
+    """The summary as a run of ``experiment`` in the MLflow store ``uri``: ``text`` (else the table) as its
+    description, the medians as metrics at each evaluation count, the files as artifacts. Returns its id (kept in
+    ``folder``/mlflow_run.json)."""
+    from .tracking import Tracker, recorded_run
+
+    measure = "median regret" if "median regret" in df else "median best"
+    strategies, problems = ",".join(sorted(df.strategy.unique())), ",".join(sorted(df.problem.unique()))
+    tracker = Tracker(uri, experiment, f"sweep of {strategies} on {problems}"[:80],
+                      {"strategies": strategies, "problems": problems, "sweep_dir": folder},
+                      {"kind": "sweep_summary", "sweep_dir": folder,
+                       "mlflow.note.content": (text or markdown(df))[:5000]}, run_dir=folder, lineage=False)
+    key = measure.replace(" ", "_")
+    for n, rows in df.groupby("evaluations"):
+        tracker.log_metrics({f"{key}/{s}/{p}": v for s, p, v in zip(rows.strategy, rows.problem, rows[measure])},
+                            step=int(n))
+    tracker.log_artifacts(paths)
+    tracker.finish()
+    return recorded_run(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m nes_ensemble.sweep FOLDER``: the summary of the finished jobs under FOLDER (a sweep that was
     stopped, or several sweeps), printed and written into FOLDER."""

@@ -123,8 +123,9 @@ class _Progress:
 
     def __call__(self, opt: Optimizer) -> None:
         self.bar.update(opt.n_evaluations - self.bar.n)
-        y = opt.metrics()["best_y"]
-        self.bar.set_postfix(best=f"{y:.6g}", refresh=False)
+        i = opt.pool.best_index()
+        if i is not None:
+            self.bar.set_postfix(best=f"{opt.sign * opt.pool.y[i]:.6g}", refresh=False)
 
     def close(self) -> None:
         """Leave the bar as it ended."""
@@ -159,7 +160,7 @@ class _Tracked:
 
         settings = tracking_settings(spec)
         self.folder = tempfile.mkdtemp(prefix="nes_ensemble-")  # the tracker's record, and the artifacts
-        self.logged, self.start, self.tracker = 0, time.perf_counter(), None
+        self.start, self.tracker = time.perf_counter(), None
         if not settings.enabled:
             return
         name = getattr(fn, "__name__", type(fn).__name__)
@@ -172,8 +173,7 @@ class _Tracked:
     def __call__(self, opt: Optimizer) -> None:
         if self.tracker is None:
             return
-        self.tracker.log_events(opt.events[self.logged:])
-        self.logged = len(opt.events)
+        self.tracker.log_events(opt.events)
         metrics = opt.metrics()
         metrics["elapsed_seconds"] = time.perf_counter() - self.start
         self.tracker.log_metrics(metrics, step=opt.n_evaluations)

@@ -47,8 +47,13 @@ def prepare_store(uri: str, experiment: str) -> str:
     _quiet_mlflow()
     with store_lock(uri):
         client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        return exp.experiment_id if exp else client.create_experiment(experiment)
+        return _experiment_id(client, experiment)
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    """The id of the experiment ``name``, created if it does not exist (call it holding ``store_lock``)."""
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp else client.create_experiment(name)
 
 
 def _quiet_mlflow() -> None:
@@ -164,6 +169,7 @@ class Tracker:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root,
                                                                           os.environ.get("PYTHONPATH")])))
         self._queue: queue.Queue = queue.Queue()
+        self._sent = 0  # events sent so far
         try:
             self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.tracking"], stdin=subprocess.PIPE,
                                           env=env, start_new_session=True)
@@ -196,9 +202,11 @@ class Tracker:
         self._send("metrics", metrics=clean, step=int(step))
 
     def log_events(self, events: list[dict]) -> None:
-        """Lineage into MLflow: a nested run per member (a fork's under its parent's), merges on the parent."""
-        if events:
-            self._send("events", events=events)
+        """Lineage into MLflow, given the run's whole event list: the events not sent yet are sent (a resumed run
+        sends them all again from the start; the writer skips what the store already holds)."""
+        if len(events) > self._sent:
+            self._send("events", events=events[self._sent:])
+            self._sent = len(events)
 
     def log_artifacts(self, paths: list[str]) -> None:
         """Files to attach to the optimization run (missing ones are skipped)."""
@@ -271,7 +279,7 @@ class _Writer:
             self._resume(saved["run_id"], saved.get("lineage_run_id"), uri, record)
             return
         with store_lock(uri):  # two runs must not both create an experiment
-            exp_id = self._experiment(experiment)
+            exp_id = _experiment_id(self.client, experiment)
         self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
         if lineage:
             self.tree = {"uri": uri, "experiment": experiment, "run_name": run_name, "record": record}
@@ -291,7 +299,7 @@ class _Writer:
         tree, self.tree = self.tree, None
         experiment, run_name = tree["experiment"], tree["run_name"]
         with store_lock(tree["uri"]):
-            self.tree_experiment = self._experiment(lineage_experiment(experiment))
+            self.tree_experiment = _experiment_id(self.client, lineage_experiment(experiment))
         self.lineage_id = self.client.create_run(self.tree_experiment, run_name=run_name, tags={
             "optimization_run": self.run_id, "kind": "optimization",
             "mlflow.note.content": f"Family tree of the optimization run {run_name} ({self.run_id}) of "
@@ -303,10 +311,6 @@ class _Writer:
                             f"{self.lineage_id}).")
         self.client.set_tag(self.run_id, "lineage_run", self.lineage_id)
         self._record(tree["uri"], tree["record"])
-
-    def _experiment(self, name: str) -> str:
-        exp = self.client.get_experiment_by_name(name)
-        return exp.experiment_id if exp else self.client.create_experiment(name)
 
     def _resume(self, run_id: str, lineage_id: str | None, uri: str, record: str) -> None:
         self.run_id = run_id
