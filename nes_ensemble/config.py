@@ -320,6 +320,13 @@ def _renamed(layer: dict[str, Any]) -> dict[str, Any]:
     return {**layer, "search": moved}
 
 
+COUNTS = ("ensemble.train_steps_initial", "ensemble.train_steps", "ensemble.batch_size",
+          "search.proposals_per_round", "search.gaussian_per_round", "search.restarts.points",
+          "search.original.patience", "search.original.gaussian", "search.original.window_size",
+          "search.original.rotate_every", "search.kernel.ascent_steps", "search.kernel.design",
+          "evolution.fork_steps", "evaluator.ray_cpus")
+
+
 def _need(ok: bool, key: str, value: Any, why: str) -> None:
     if not ok:
         raise ValueError(f"{key}={value!r}: {why}")
@@ -368,6 +375,9 @@ def check(cfg: DictConfig) -> None:
          f"the initial design needs more evaluations than budget={cfg.budget}; lower search.n_init or raise budget")
     _check_search(cfg.search)
     _check_evaluator(cfg.evaluator)
+    for key in COUNTS:  # counts and sizes, where 0 means "none" or "automatic" but below 0 means nothing
+        value = OmegaConf.select(cfg, key)
+        need(value >= 0, key, value, "must be >= 0")
     evo = cfg.evolution
     need(evo.every >= 0, "evolution.every", evo.every, "must be >= 0 (0 turns evolution off)")
     need(evo.parents >= 1, "evolution.parents", evo.parents, "needs at least one parent")
@@ -384,6 +394,7 @@ def _check_search(search: DictConfig) -> None:
     need(search.mode in ("surrogate", "original"), "search.mode", search.mode, "choose surrogate or original")
     need(search.init_design in ("sobol", "lhs", "random"), "search.init_design", search.init_design,
          "choose sobol, lhs or random")
+    need(search.n_init >= 0, "search.n_init", search.n_init, "must be >= 0 (0 = sized automatically)")
     need(search.min_rounds >= 0, "search.min_rounds", search.min_rounds, "must be >= 0 (0 = rounds never shrink)")
     need(0 < search.sigma_min <= search.sigma_init <= search.sigma_max, "search.sigma_init", search.sigma_init,
          "need sigma_min <= sigma_init <= sigma_max, all positive")

@@ -2,12 +2,15 @@
 documented error (ValueError naming the problem); never an unexpected exception."""
 
 import math
+import re
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import nes_ensemble as ne
+from nes_ensemble.config import COUNTS
 
 floats = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=64), st.integers(-5, 5))
 bounds_lists = st.lists(st.lists(floats, min_size=0, max_size=3), min_size=0, max_size=3)
@@ -69,6 +72,7 @@ setting_values = st.one_of(st.integers(-3, 50), st.floats(allow_nan=True, allow_
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=settings_keys, value=setting_values)
+@example(key=("search", "n_init"), value=-1)  # found by CI's random draw: numpy's "negative dimensions" error
 def test_config_values_are_accepted_or_rejected_with_a_message_naming_the_key(key, value):
     group, name = key
     try:
@@ -78,6 +82,16 @@ def test_config_values_are_accepted_or_rejected_with_a_message_naming_the_key(ke
         return
     X = opt.ask(1)
     assert X.shape == (1, 2) and np.all((X >= 0) & (X <= 1))
+
+
+@pytest.mark.parametrize("key", ["search.n_init", *COUNTS])
+def test_a_negative_count_is_refused_naming_its_key(key):
+    group, *path = key.split(".")
+    node = -1
+    for part in reversed(path):
+        node = {part: node}
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)}=-1: must be >= 0"):
+        ne.Optimizer([(0, 1)] * 2, seed=0, **{group: node})
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
