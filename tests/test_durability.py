@@ -96,6 +96,7 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
     assert tree(resumed[0]) == tree(reference) and len(tree(reference)) > 1  # went on, nothing twice
 
 
+@pytest.mark.slow  # (resume itself: test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one)
 def test_resume_extends_a_finished_run_to_a_new_budget_and_refuses_a_smaller_one(tmp_path):
     uri, run_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "run"
     fast = [a for a in FAST if not a.startswith("budget=")]

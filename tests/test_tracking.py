@@ -51,6 +51,7 @@ def _cli(args, cwd):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # (as the parallel joblib sweep in tests/test_app.py, also slow)
 def test_runs_started_at_once_in_a_fresh_folder_all_land_in_the_store(tmp_path):
     from mlflow.tracking import MlflowClient
 
