@@ -70,14 +70,18 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
 
 
 # settings added since a checkpoint was written, with the values that keep its run what it was
-ADDED_SETTINGS = {("search", "kernel"): {"until": 0}, ("search", "repeat"): 0}
+ADDED_SETTINGS = {("search", "kernel", "until"): 0, ("search", "repeat"): 0,
+                  ("search", "kernel", "restart_after"): 0}
 
 
 def with_settings_of_their_time(state: dict[str, Any]) -> dict[str, Any]:
     """A saved run resumes as it was configured: a setting added later takes the value that reproduces the
     behaviour of the code that wrote it, not today's default."""
-    for (group, key), value in ADDED_SETTINGS.items():
-        state["config"].setdefault(group, {}).setdefault(key, value)
+    for (*groups, key), value in ADDED_SETTINGS.items():
+        node = state["config"]
+        for group in groups:
+            node = node.setdefault(group, {})
+        node.setdefault(key, value)
     return state
 
 

@@ -103,7 +103,7 @@ class OriginalConfig:
 class KernelConfig:
     """Gaussian-process members propose the first evaluations after the design, by expected improvement."""
 
-    until: int = 150  # they propose while the pool holds fewer successful evaluations than this; 0 = never
+    until: int = 200  # they propose while the pool holds fewer successful evaluations than this; 0 = never
     members: int = 1  # Gaussian-process members (more than one: each on its own bootstrap of the pool)
     per_round: int = 1  # proposals per round (each fantasized at its predicted mean before the next)
     y_transform: str = "standardize"  # targets: standardized values (standardize) or normal scores of ranks (rank)
@@ -111,6 +111,11 @@ class KernelConfig:
     candidates: int = 1024  # Sobol candidates whose best start the climbs of expected improvement
     starts: int = 10  # climbs per proposal: the best candidates and the best point so far
     ascent_steps: int = 100  # Adam steps of each climb, the step shrinking from 0.05 to 1e-4
+    restart_after: int = 30  # a restart once the best since the last one has not risen (by 0.1% of the range of
+    # the values) for this many evaluations: a fresh Latin hypercube of dim + 1 points, and the members fitted to
+    # the evaluations since then only (a stuck basin is left, as in TuRBO); 0 = never
+    restart_from: int = 100  # ... but not before the pool holds this many successful evaluations (restarting
+    # earlier leaves basins before they are polished: Hartmann-6 at 100 evaluations got worse)
 
 
 @dataclass
@@ -324,6 +329,7 @@ COUNTS = ("ensemble.train_steps_initial", "ensemble.train_steps", "ensemble.batc
           "search.proposals_per_round", "search.gaussian_per_round", "search.restarts.points",
           "search.original.patience", "search.original.gaussian", "search.original.window_size",
           "search.original.rotate_every", "search.kernel.ascent_steps", "search.kernel.design",
+          "search.kernel.restart_after", "search.kernel.restart_from",
           "evolution.fork_steps", "evaluator.ray_cpus")
 
 

@@ -126,3 +126,80 @@ def test_standardized_targets_of_values_near_the_float_limit_are_finite():
     assert np.isfinite(z).all()
     np.testing.assert_allclose(z, standardized(y / 1e300), rtol=1e-9)
     assert np.isfinite(score_targets(np.array([1.7e308]), y, "standardize")).all()
+
+
+def test_a_stalled_kernel_phase_restarts_from_a_fresh_design_and_then_learns_from_it_alone():
+    # a plateau: the design already holds the best value, so the best never rises afterwards
+    kernel = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8}
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": kernel})
+    seen = []
+    while opt.n_evaluations < 45:
+        x = opt.ask(1)[0]
+        opt.tell(x[None], [min(float(x.sum()), 0.2)])
+        seen.append(len(opt.proposer.kernel.members._x))  # the data the members were last conditioned on
+    restarts = [e for e in opt.events if e["event"] == "restart"]
+    # at 20 evaluations, then once the new segment (3 design points + 8 without gain) is long enough
+    assert [e["evaluations"] for e in restarts] == [20, 31, 42]
+    assert all(e["phase"] == "kernel" for e in restarts)
+    history = opt.history()
+    design = history[history.evaluation.between(20, 22)]
+    assert list(design.source) == ["random"] * 3
+    X = opt.pool.x[20:23]
+    for d in range(2):  # a Latin hypercube: one point in each third of every dimension
+        assert sorted(np.floor(X[:, d] * 3).astype(int)) == [0, 1, 2]
+    # after the restart the members learn from the points since it only, not from the 20 before
+    assert seen[19] == 19 and seen[23] == 3
+    assert opt.proposer.kernel.restarts == 3
+
+
+def test_restarts_are_off_when_restart_after_is_0_and_never_come_before_restart_from():
+    for kernel in ({"restart_after": 0, "restart_from": 20}, {"restart_after": 8, "restart_from": 100}):
+        opt = ne.Optimizer([(0, 1)] * 2, seed=0,
+                           search={"kernel": {"candidates": 64, "ascent_steps": 5, "until": 60, **kernel}})
+        while opt.n_evaluations < 45:
+            x = opt.ask(1)[0]
+            opt.tell(x[None], [min(float(x.sum()), 0.2)])
+        assert not [e for e in opt.events if e["event"] == "restart"]
+        assert opt.proposer.kernel.origin == 0
+
+
+def _plateau_run(opt, until):
+    while opt.n_evaluations < until:
+        x = opt.ask(1)[0]
+        opt.tell(x[None], [min(float(x.sum()), 0.2) + 0.01 * float(np.sin(20 * x[0]))])
+    return opt
+
+
+RESTARTING = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8}
+
+
+def test_a_run_saved_between_restarts_resumes_exactly(tmp_path):
+    make = lambda: ne.Optimizer([(0, 1)] * 2, seed=1, search={"kernel": RESTARTING})  # noqa: E731
+    whole = _plateau_run(make(), 50)
+    part = _plateau_run(make(), 36)
+    assert part.proposer.kernel.restarts >= 1  # saved inside a segment after a restart
+    part.save(tmp_path / "checkpoint.pt")
+    resumed = _plateau_run(ne.Optimizer.load(tmp_path / "checkpoint.pt"), 50)
+    assert resumed.proposer.kernel.origin == whole.proposer.kernel.origin > 0
+    np.testing.assert_array_equal(resumed.pool.x, whole.pool.x)
+
+
+def test_a_checkpoint_from_before_restarts_resumes_without_them(tmp_path):
+    opt = _plateau_run(ne.Optimizer([(0, 1)] * 2, seed=1, search={"kernel": RESTARTING}), 15)
+    opt.save(tmp_path / "checkpoint.pt")
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["config"]["search"]["kernel"]["restart_after"], state["config"]["search"]["kernel"]["restart_from"]
+    for key in ("origin", "restarts"):
+        del state["proposer"]["state"]["kernel"][key]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    old = _plateau_run(ne.Optimizer.load(tmp_path / "checkpoint.pt"), 45)
+    assert old.cfg.search.kernel.restart_after == 0 and old.proposer.kernel.restarts == 0
+
+
+@pytest.mark.slow
+def test_restarts_take_the_default_out_of_hartmann6s_local_maximum():
+    # seed 5: without restarts the kernel phase settles in the local maximum (regret 0.119 at 300 evaluations)
+    h6 = ne.make_problem("hartmann6")
+    result = ne.optimize(h6, h6.bounds, budget=300, seed=5)
+    assert h6.regret(result.best_x) < 0.01
+    assert any(e["event"] == "restart" for e in result.events)

@@ -7,6 +7,13 @@ sample of candidates, and the best point so far) and propose its maximizer. Seve
 round, or points still being evaluated, are handled by fantasy: each chosen or pending point joins
 the members' data at their predicted mean (the kriging believer), so the next maximizer looks
 elsewhere. After the phase the networks take over with everything the pool holds.
+
+A Gaussian process that has settled on a basin keeps proposing there, however wrong its length
+scales are about the rest of the cube (Hartmann-6 ends in its local maximum on about one seed in
+seven that way). So, once the pool holds ``restart_from`` evaluations, the phase restarts when the
+best since the last restart has not risen for ``restart_after`` evaluations, as TuRBO does: a fresh
+Latin hypercube of ``dim + 1`` points, and from then on the members are fitted to the evaluations
+since the restart only. The pool keeps everything; the networks after the phase learn from all of it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ class KernelSearch:
         self.space = space  # a named Space: candidates and the climbed points are judged as the settings they are
         self.members = KernelMembers(dim, cfg.members)
         self.fits = 0  # fits so far: each round draws a fresh set of candidates
+        self.origin = 0  # the members learn from the successful evaluations from this one on (the last restart)
+        self.restarts = 0
+        self.events: list[dict] = []  # restarts, for the run's lineage events (taken by the network proposer)
 
     def active(self, ledger: Ledger) -> bool:
         """Whether the phase still proposes: the pool holds fewer than ``until`` successful evaluations."""
@@ -41,8 +51,11 @@ class KernelSearch:
         """``n`` proposals: fit the members, then in turn maximize expected improvement and fantasize the point."""
         pool = ledger.pool
         ok = pool.ok
-        x = pool.x[ok]
-        y = train_targets(pool.y[ok], self.cfg.y_transform)
+        values = pool.y[ok]
+        if self._stalled(values):
+            return self._restart(pool.x[ok], values, len(pool), round)
+        x = pool.x[ok][self.origin:]
+        y = train_targets(values[self.origin:], self.cfg.y_transform)
         y = standardized(y)  # rank scores have a spread below 1
         k = self.members.size
         weights = None
@@ -65,6 +78,29 @@ class KernelSearch:
             if len(out) < n:
                 data, best = self._fantasize(xq[None], data, best)
         return out
+
+    def _stalled(self, values: np.ndarray) -> bool:
+        """Whether the best since the last restart has not risen by 0.1% of the values' range for
+        ``restart_after`` evaluations (never before ``restart_from`` evaluations or a segment that short)."""
+        cfg = self.cfg
+        segment = values[self.origin:]
+        if not cfg.restart_after or len(values) < cfg.restart_from or len(segment) < cfg.restart_after + self.dim + 1:
+            return False
+        gain = 1e-3 * (float(values.max()) - float(values.min()) + 1e-12)
+        reached = int(np.argmax(segment >= segment.max() - gain))  # first within the gain of the segment's best
+        return len(segment) - reached >= cfg.restart_after
+
+    def _restart(self, x: np.ndarray, values: np.ndarray, evaluations: int, round: int) -> list[Proposal]:
+        """A fresh Latin hypercube of dim + 1 points; the members learn from the evaluations after it only."""
+        best = self.origin + int(np.argmax(values[self.origin:]))
+        self.events.append({"event": "restart", "evaluations": evaluations, "phase": "kernel",
+                            "basin": x[best].tolist()})
+        self.origin = len(values)
+        self.restarts += 1
+        design = qmc.LatinHypercube(self.dim, seed=self.seed + 1000 * self.restarts).random(self.dim + 1)
+        if self.space is not None:
+            design = self.space.snap(design)
+        return [Proposal(point, Provenance("random", round=round)) for point in design]
 
     def _fantasize(self, xs: np.ndarray, data: tuple[torch.Tensor, ...], best: float) -> tuple[tuple, float]:
         """Condition the members on xs observed without noise at their predicted mean (the kriging believer),
@@ -129,10 +165,12 @@ class KernelSearch:
         return x.copy(), value
 
     def state_dict(self) -> dict[str, Any]:
-        """The members' hyper-parameters and the fit count."""
-        return {"members": self.members.state_dict(), "fits": self.fits}
+        """The members' hyper-parameters, the fit count and where the last restart began."""
+        return {"members": self.members.state_dict(), "fits": self.fits, "origin": self.origin,
+                "restarts": self.restarts}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
+        """Restore what ``state_dict`` returned (a checkpoint of before restarts has none)."""
         self.members.load_state_dict(state["members"])
         self.fits = int(state["fits"])
+        self.origin, self.restarts = int(state.get("origin", 0)), int(state.get("restarts", 0))
