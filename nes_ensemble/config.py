@@ -103,7 +103,7 @@ class OriginalConfig:
 class KernelConfig:
     """Gaussian-process members propose the first evaluations after the design, by expected improvement."""
 
-    until: int = 200  # they propose while the pool holds fewer successful evaluations than this; 0 = never
+    until: int = 150  # they propose while the pool holds fewer successful evaluations than this; 0 = never
     members: int = 1  # Gaussian-process members (more than one: each on its own bootstrap of the pool)
     per_round: int = 1  # proposals per round (each fantasized at its predicted mean before the next)
     y_transform: str = "standardize"  # targets: standardized values (standardize) or normal scores of ranks (rank)

@@ -202,4 +202,4 @@ def test_restarts_take_the_default_out_of_hartmann6s_local_maximum():
     h6 = ne.make_problem("hartmann6")
     result = ne.optimize(h6, h6.bounds, budget=300, seed=5)
     assert h6.regret(result.best_x) < 0.01
-    assert any(e["event"] == "restart" for e in result.events)
+    assert any(e["event"] == "restart" for e in result.lineage)

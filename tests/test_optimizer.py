@@ -279,10 +279,9 @@ def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured
     assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=60,
                         search={**NETWORKS, "min_rounds": 0}).proposer.round_size() == (10, 4)
     assert ne.Optimizer([(0, 1)] * 6, seed=0, **net).proposer.round_size() == (10, 4)  # budget unknown (ask / tell)
-    # after the default kernel phase (200 evaluations): 150 left at 350, rounds of the configured size;
-    # 100 left at 300, ten rounds of 7 + 3
-    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=350).proposer.round_size() == (10, 4)
-    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=300).proposer.round_size() == (7, 3)
+    # after the default kernel phase (150 evaluations): 150 left at 300, rounds of the configured size
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=300).proposer.round_size() == (10, 4)
+    assert ne.Optimizer([(0, 1)] * 6, seed=0, budget=250).proposer.round_size() == (7, 3)
     result = ne.optimize(lambda x: -float(np.sum((x - 0.3) ** 2)), [(0, 1)] * 6, budget=60, seed=0, **net)
     rounds = result.history[result.history.source != "initial"].groupby("round").size()
     assert rounds.max() == 4 and len(rounds) >= 10
