@@ -116,6 +116,8 @@ class KernelConfig:
     # the evaluations since then only (a stuck basin is left, as in TuRBO); 0 = never
     restart_from: int = 100  # ... but not before the pool holds this many successful evaluations (restarting
     # earlier leaves basins before they are polished: Hartmann-6 at 100 evaluations got worse)
+    restart_room: int = 150  # ... and only while a known budget leaves at least this many evaluations after the
+    # restart (a run of 150 lost on all six test problems when the last 50 could restart); unknown budget: always
 
 
 @dataclass
@@ -329,7 +331,7 @@ COUNTS = ("ensemble.train_steps_initial", "ensemble.train_steps", "ensemble.batc
           "search.proposals_per_round", "search.gaussian_per_round", "search.restarts.points",
           "search.original.patience", "search.original.gaussian", "search.original.window_size",
           "search.original.rotate_every", "search.kernel.ascent_steps", "search.kernel.design",
-          "search.kernel.restart_after", "search.kernel.restart_from",
+          "search.kernel.restart_after", "search.kernel.restart_from", "search.kernel.restart_room",
           "evolution.fork_steps", "evaluator.ray_cpus")
 
 

@@ -152,6 +152,17 @@ def test_a_stalled_kernel_phase_restarts_from_a_fresh_design_and_then_learns_fro
     assert opt.proposer.kernel.restarts == 3
 
 
+def test_a_known_budget_allows_a_restart_only_while_it_leaves_restart_room_evaluations():
+    # the plateau of the test above restarts at 20, 31 and 42 when the budget is unknown
+    kernel = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8,
+              "restart_room": 30}
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, budget=60, search={"kernel": kernel})
+    while opt.n_evaluations < 45:
+        x = opt.ask(1)[0]
+        opt.tell(x[None], [min(float(x.sum()), 0.2)])
+    assert [e["evaluations"] for e in opt.events if e["event"] == "restart"] == [20]  # 31 would leave 29
+
+
 def test_restarts_are_off_when_restart_after_is_0_and_never_come_before_restart_from():
     for kernel in ({"restart_after": 0, "restart_from": 20}, {"restart_after": 8, "restart_from": 100}):
         opt = ne.Optimizer([(0, 1)] * 2, seed=0,
@@ -203,3 +214,16 @@ def test_restarts_take_the_default_out_of_hartmann6s_local_maximum():
     result = ne.optimize(h6, h6.bounds, budget=300, seed=5)
     assert h6.regret(result.best_x) < 0.01
     assert any(e["event"] == "restart" for e in result.lineage)
+
+
+def test_a_restart_on_a_named_space_proposes_settings_of_that_space():
+    space = {"n": ne.Int(1, 8), "codec": ne.Categorical(["lz4", "zstd", "none"]), "w": ne.Float(0.0, 1.0)}
+    opt = ne.Optimizer(space, seed=0, search={"kernel": {**RESTARTING, "restart_from": 15}})
+    while opt.n_evaluations < 28:
+        P = opt.ask(1)
+        opt.tell(P, [min(p["w"] + p["n"] / 8, 0.3) for p in P])  # a plateau again
+    restarts = [e["evaluations"] for e in opt.events if e["event"] == "restart"]
+    history = opt.history()
+    fresh = history[history.source == "random"]
+    assert restarts and len(fresh) == len(restarts) * (opt.pool.x.shape[1] + 1)  # dim + 1 of the encoding
+    assert set(fresh.codec) <= {"lz4", "zstd", "none"} and all(float(n).is_integer() and 1 <= n <= 8 for n in fresh.n)

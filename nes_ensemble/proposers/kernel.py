@@ -13,7 +13,8 @@ scales are about the rest of the cube (Hartmann-6 ends in its local maximum on a
 seven that way). So, once the pool holds ``restart_from`` evaluations, the phase restarts when the
 best since the last restart has not risen for ``restart_after`` evaluations, as TuRBO does: a fresh
 Latin hypercube of ``dim + 1`` points, and from then on the members are fitted to the evaluations
-since the restart only. The pool keeps everything; the networks after the phase learn from all of it.
+since the restart only. A known budget must leave ``restart_room`` evaluations after a restart: a
+short run has no time to find and polish a new basin. The pool keeps everything; the networks after the phase learn from all of it.
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ class KernelSearch:
         """Whether the phase still proposes: the pool holds fewer than ``until`` successful evaluations."""
         return int(ledger.pool.ok.sum()) < self.cfg.until
 
-    def plan(self, ledger: Ledger, n: int, round: int) -> list[Proposal]:
-        """``n`` proposals: fit the members, then in turn maximize expected improvement and fantasize the point."""
+    def plan(self, ledger: Ledger, n: int, round: int, budget: int = 0) -> list[Proposal]:
+        """``n`` proposals: fit the members, then in turn maximize expected improvement and fantasize the point
+        (or, when the phase has stalled and ``budget`` leaves room, a restart's fresh design)."""
         pool = ledger.pool
         ok = pool.ok
         values = pool.y[ok]
-        if self._stalled(values):
+        if (not budget or budget - len(pool) >= self.cfg.restart_room) and self._stalled(values):
             return self._restart(pool.x[ok], values, len(pool), round)
         x = pool.x[ok][self.origin:]
         y = train_targets(values[self.origin:], self.cfg.y_transform)

@@ -82,7 +82,7 @@ class NetworkProposer(Proposer):
             return [Proposal(ledger.pool.x[best].copy(), Provenance("repeat", round=self.round))]
         if self.kernel is not None and self.kernel.active(ledger):
             self.round += 1
-            out = self.kernel.plan(ledger, self.cfg.search.kernel.per_round, self.round)
+            out = self.kernel.plan(ledger, self.cfg.search.kernel.per_round, self.round, self.cfg.budget or 0)
             self.events += self.kernel.events
             self.kernel.events.clear()
             return out
