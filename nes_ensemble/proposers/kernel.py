@@ -14,7 +14,8 @@ seven that way). So, once the pool holds ``restart_from`` evaluations, the phase
 best since the last restart has not risen for ``restart_after`` evaluations, as TuRBO does: a fresh
 Latin hypercube of ``dim + 1`` points, and from then on the members are fitted to the evaluations
 since the restart only. A known budget must leave ``restart_room`` evaluations after a restart: a
-short run has no time to find and polish a new basin. The pool keeps everything; the networks after the phase learn from all of it.
+short run has no time to find and polish a new basin. The pool keeps everything; the networks after
+the phase learn from all of it.
 """
 
 from __future__ import annotations
