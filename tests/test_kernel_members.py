@@ -172,6 +172,14 @@ def test_restarts_are_off_when_restart_after_is_0_and_never_come_before_restart_
             opt.tell(x[None], [min(float(x.sum()), 0.2)])
         assert not [e for e in opt.events if e["event"] == "restart"]
         assert opt.proposer.kernel.origin == 0
+    # the plateau that restarts at 20, 31, 42, but noisy (the repeated design point returns another value)
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": RESTARTING})
+    seen = set()
+    while opt.n_evaluations < 45:
+        x = opt.ask(1)[0]
+        opt.tell(x[None], [min(float(x.sum()), 0.2) - 0.05 * (x.tobytes() in seen)])
+        seen.add(x.tobytes())
+    assert "repeat" in set(opt.history().source) and not [e for e in opt.events if e["event"] == "restart"]
 
 
 def _plateau_run(opt, until):

@@ -69,7 +69,8 @@ CASES: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
         "until": 30, "candidates": 256, "ascent_steps": 20}}}),
     # the kernel phase restarted from fresh designs when its best stalls (early here: restart_from 20)
     "kernel_restart": ("branin", 2, 56, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"kernel": {
-        "until": 45, "candidates": 128, "ascent_steps": 10, "restart_from": 20, "restart_after": 6}}}),
+        "until": 45, "candidates": 128, "ascent_steps": 10, "restart_from": 20, "restart_after": 6,
+        "restart_room": 10}}}),
 }
 
 

@@ -14,8 +14,9 @@ seven that way). So, once the pool holds ``restart_from`` evaluations, the phase
 best since the last restart has not risen for ``restart_after`` evaluations, as TuRBO does: a fresh
 Latin hypercube of ``dim + 1`` points, and from then on the members are fitted to the evaluations
 since the restart only. A known budget must leave ``restart_room`` evaluations after a restart: a
-short run has no time to find and polish a new basin. The pool keeps everything; the networks after
-the phase learn from all of it.
+short run has no time to find and polish a new basin. Nor does a noisy objective restart (one whose
+repeated point returned another value): there a lucky draw sets the best, and its not rising says
+little. The pool keeps everything; the networks after the phase learn from all of it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from scipy.stats import qmc
 from ..kernel_members import KernelMembers, mixture_log_ei
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance
+from ..recommendation import noise_seen
 from ..targets import poisson_weights, standardized, train_targets
 
 
@@ -55,7 +57,8 @@ class KernelSearch:
         pool = ledger.pool
         ok = pool.ok
         values = pool.y[ok]
-        if (not budget or budget - len(pool) >= self.cfg.restart_room) and self._stalled(values):
+        room = not budget or budget - len(pool) >= self.cfg.restart_room
+        if room and self._stalled(values) and not noise_seen(pool.x, pool.y):
             return self._restart(pool.x[ok], values, len(pool), round)
         x = pool.x[ok][self.origin:]
         y = train_targets(values[self.origin:], self.cfg.y_transform)
