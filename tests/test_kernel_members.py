@@ -192,6 +192,17 @@ def _plateau_run(opt, until):
 RESTARTING = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8}
 
 
+def test_more_points_asked_than_a_restart_design_holds_are_random_until_it_is_told():
+    opt = _plateau_run(ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": RESTARTING}), 20)
+    X = opt.ask(6)  # the restart's 3 design points, then 3 more while none of them is told
+    assert len(X) == 6 and len(np.unique(X, axis=0)) == 6 and np.all((X >= 0) & (X <= 1))
+    opt.tell(X, [0.2] * 6)
+    assert [e["evaluations"] for e in opt.events if e["event"] == "restart"] == [20]
+    assert list(opt.history().source[20:26]) == ["random"] * 6
+    _plateau_run(opt, 30)  # and the phase goes on from the new segment
+    assert opt.history().source.iloc[-1] == "kernel"
+
+
 def test_a_run_saved_between_restarts_resumes_exactly(tmp_path):
     make = lambda: ne.Optimizer([(0, 1)] * 2, seed=1, search={"kernel": RESTARTING})  # noqa: E731
     whole = _plateau_run(make(), 50)

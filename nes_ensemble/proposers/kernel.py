@@ -60,6 +60,10 @@ class KernelSearch:
         room = not budget or budget - len(pool) >= self.cfg.restart_room
         if room and self._stalled(values) and not noise_seen(pool.x, pool.y):
             return self._restart(pool.x[ok], values, len(pool), round)
+        if len(values) - self.origin < 2:  # a restart's design is still out (more workers than its points)
+            point = self.rng.random((1, self.dim))
+            return [Proposal((self.space.snap(point) if self.space is not None else point)[0],
+                             Provenance("random", round=round))]
         x = pool.x[ok][self.origin:]
         y = train_targets(values[self.origin:], self.cfg.y_transform)
         y = standardized(y)  # rank scores have a spread below 1
