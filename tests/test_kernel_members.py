@@ -128,14 +128,35 @@ def test_standardized_targets_of_values_near_the_float_limit_are_finite():
     assert np.isfinite(score_targets(np.array([1.7e308]), y, "standardize")).all()
 
 
+RESTARTING = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8}
+
+
+def _plateau(x):
+    """The design already holds the best value (0.2), so the best never rises afterwards."""
+    return min(float(x.sum()), 0.2)
+
+
+def _rippled(x):
+    return _plateau(x) + 0.01 * float(np.sin(20 * x[0]))
+
+
+def _plateau_run(opt, until, value=_rippled):
+    """Ask one point at a time and tell its value until the pool holds ``until`` evaluations."""
+    while opt.n_evaluations < until:
+        x = opt.ask(1)[0]
+        opt.tell(x[None], [value(x)])
+    return opt
+
+
+def _restarts(opt):
+    return [e["evaluations"] for e in opt.events if e["event"] == "restart"]
+
+
 def test_a_stalled_kernel_phase_restarts_from_a_fresh_design_and_then_learns_from_it_alone():
-    # a plateau: the design already holds the best value, so the best never rises afterwards
-    kernel = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8}
-    opt = ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": kernel})
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": RESTARTING})
     seen = []
     while opt.n_evaluations < 45:
-        x = opt.ask(1)[0]
-        opt.tell(x[None], [min(float(x.sum()), 0.2)])
+        _plateau_run(opt, opt.n_evaluations + 1, _plateau)
         seen.append(len(opt.proposer.kernel.members._x))  # the data the members were last conditioned on
     restarts = [e for e in opt.events if e["event"] == "restart"]
     # at 20 evaluations, then once the new segment (3 design points + 8 without gain) is long enough
@@ -154,42 +175,26 @@ def test_a_stalled_kernel_phase_restarts_from_a_fresh_design_and_then_learns_fro
 
 def test_a_known_budget_allows_a_restart_only_while_it_leaves_restart_room_evaluations():
     # the plateau of the test above restarts at 20, 31 and 42 when the budget is unknown
-    kernel = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8,
-              "restart_room": 30}
-    opt = ne.Optimizer([(0, 1)] * 2, seed=0, budget=60, search={"kernel": kernel})
-    while opt.n_evaluations < 45:
-        x = opt.ask(1)[0]
-        opt.tell(x[None], [min(float(x.sum()), 0.2)])
-    assert [e["evaluations"] for e in opt.events if e["event"] == "restart"] == [20]  # 31 would leave 29
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0, budget=60, search={"kernel": {**RESTARTING, "restart_room": 30}})
+    assert _restarts(_plateau_run(opt, 45, _plateau)) == [20]  # 31 would leave 29
 
 
 def test_restarts_are_off_when_restart_after_is_0_and_never_come_before_restart_from():
     for kernel in ({"restart_after": 0, "restart_from": 20}, {"restart_after": 8, "restart_from": 100}):
-        opt = ne.Optimizer([(0, 1)] * 2, seed=0,
-                           search={"kernel": {"candidates": 64, "ascent_steps": 5, "until": 60, **kernel}})
-        while opt.n_evaluations < 45:
-            x = opt.ask(1)[0]
-            opt.tell(x[None], [min(float(x.sum()), 0.2)])
-        assert not [e for e in opt.events if e["event"] == "restart"]
+        opt = _plateau_run(ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": {**RESTARTING, **kernel}}), 45,
+                           _plateau)
+        assert not _restarts(opt)
         assert opt.proposer.kernel.origin == 0
     # the plateau that restarts at 20, 31, 42, but noisy (the repeated design point returns another value)
-    opt = ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": RESTARTING})
     seen = set()
-    while opt.n_evaluations < 45:
-        x = opt.ask(1)[0]
-        opt.tell(x[None], [min(float(x.sum()), 0.2) - 0.05 * (x.tobytes() in seen)])
+
+    def noisy(x):
+        value = _plateau(x) - 0.05 * (x.tobytes() in seen)
         seen.add(x.tobytes())
-    assert "repeat" in set(opt.history().source) and not [e for e in opt.events if e["event"] == "restart"]
+        return value
 
-
-def _plateau_run(opt, until):
-    while opt.n_evaluations < until:
-        x = opt.ask(1)[0]
-        opt.tell(x[None], [min(float(x.sum()), 0.2) + 0.01 * float(np.sin(20 * x[0]))])
-    return opt
-
-
-RESTARTING = {"candidates": 64, "ascent_steps": 5, "until": 60, "restart_from": 20, "restart_after": 8}
+    opt = _plateau_run(ne.Optimizer([(0, 1)] * 2, seed=0, search={"kernel": RESTARTING}), 45, noisy)
+    assert "repeat" in set(opt.history().source) and not _restarts(opt)
 
 
 def test_more_points_asked_than_a_restart_design_holds_are_random_until_it_is_told():
@@ -197,7 +202,7 @@ def test_more_points_asked_than_a_restart_design_holds_are_random_until_it_is_to
     X = opt.ask(6)  # the restart's 3 design points, then 3 more while none of them is told
     assert len(X) == 6 and len(np.unique(X, axis=0)) == 6 and np.all((X >= 0) & (X <= 1))
     opt.tell(X, [0.2] * 6)
-    assert [e["evaluations"] for e in opt.events if e["event"] == "restart"] == [20]
+    assert _restarts(opt) == [20]
     assert list(opt.history().source[20:26]) == ["random"] * 6
     _plateau_run(opt, 30)  # and the phase goes on from the new segment
     assert opt.history().source.iloc[-1] == "kernel"
@@ -241,7 +246,7 @@ def test_a_restart_on_a_named_space_proposes_settings_of_that_space():
     while opt.n_evaluations < 28:
         P = opt.ask(1)
         opt.tell(P, [min(p["w"] + p["n"] / 8, 0.3) for p in P])  # a plateau again
-    restarts = [e["evaluations"] for e in opt.events if e["event"] == "restart"]
+    restarts = _restarts(opt)
     history = opt.history()
     fresh = history[history.source == "random"]
     assert restarts and len(fresh) == len(restarts) * (opt.pool.x.shape[1] + 1)  # dim + 1 of the encoding

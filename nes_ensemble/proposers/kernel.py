@@ -32,6 +32,7 @@ from ..kernel_members import KernelMembers, mixture_log_ei
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance
 from ..recommendation import noise_seen
+from ..search import initial_design
 from ..targets import poisson_weights, standardized, train_targets
 
 
@@ -107,7 +108,7 @@ class KernelSearch:
                             "basin": x[best].tolist()})
         self.origin = len(values)
         self.restarts += 1
-        design = qmc.LatinHypercube(self.dim, seed=self.seed + 1000 * self.restarts).random(self.dim + 1)
+        design = initial_design(self.dim + 1, self.dim, "lhs", self.seed + 1000 * self.restarts)
         if self.space is not None:
             design = self.space.snap(design)
         return [Proposal(point, Provenance("random", round=round)) for point in design]
