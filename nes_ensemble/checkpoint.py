@@ -71,7 +71,7 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
 
 # settings added since a checkpoint was written, with the values that keep its run what it was
 ADDED_SETTINGS = {("search", "kernel", "until"): 0, ("search", "repeat"): 0,
-                  ("search", "kernel", "restart_after"): 0}
+                  ("search", "kernel", "restart_after"): 0, ("search", "cma", "enabled"): False}
 
 
 def with_settings_of_their_time(state: dict[str, Any]) -> dict[str, Any]:

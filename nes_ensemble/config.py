@@ -100,6 +100,16 @@ class OriginalConfig:
 
 
 @dataclass
+class CMAConfig:
+    """A CMA-ES over the networks' rounds: the refinements are its samples, and every proposal of a round is
+    told to it (``nes_ensemble/cma_steps.py``)."""
+
+    enabled: bool = True  # the refinements come from it, unless the objective is noisy (the repeat returned
+    # another value); off: Gaussian steps around the members' best points, sized by the 1/5 success rule
+    sigma: float = 0.2  # its first step (unit cube), around the best point when the networks take over
+
+
+@dataclass
 class KernelConfig:
     """Gaussian-process members propose the first evaluations after the design, by expected improvement."""
 
@@ -130,8 +140,8 @@ class SearchConfig:
     # max(20, 6 * dim); at most budget / 4)
     proposals_per_round: int = 10  # ascent proposals per round, at most one per member; 0 = one per member (with
     # 30 members, 10 reach x* to 1.8e-8 at 1000 Hartmann-6 evaluations against 1.3e-5: more rounds, more polishing)
-    gaussian_per_round: int = 4  # refinements per round: the polishing step and Gaussian samples around the
-    # members' best points
+    gaussian_per_round: int = 4  # refinements per round: the polishing step and the CMA-ES's samples and mean
+    # (search.cma; with it off, Gaussian samples around the members' best points)
     min_rounds: int = 10  # when the budget is known and too short for this many rounds of the sizes above after
     # the initial design, rounds shrink in proportion (at least one ascent and one Gaussian proposal); 0 = never
     select: str = "mean"  # which of a member's ascent end points it proposes: the best by the population's mean
@@ -148,6 +158,7 @@ class SearchConfig:
     polish: PolishConfig = field(default_factory=PolishConfig)
     original: OriginalConfig = field(default_factory=OriginalConfig)
     kernel: KernelConfig = field(default_factory=KernelConfig)
+    cma: CMAConfig = field(default_factory=CMAConfig)
     repeat: int = 1  # evaluations that repeat the best design point (tells noise from roughness, see README)
 
 
@@ -420,6 +431,7 @@ def _check_search(search: DictConfig) -> None:
          "must lie in (0, 1]: the fraction of the budget after which runner-up regions close")
     need(rst.patience >= 0, "search.restarts.patience", rst.patience, "must be >= 0 (0 = never restart)")
     need(0 < search.polish.min_fit <= 1, "search.polish.min_fit", search.polish.min_fit, "must lie in (0, 1]")
+    need(0 < search.cma.sigma <= 1, "search.cma.sigma", search.cma.sigma, "must lie in (0, 1] (unit cube)")
     need(search.original.steps >= 1, "search.original.steps", search.original.steps, "must be >= 1")
     need(search.repeat >= 0, "search.repeat", search.repeat, "must be >= 0")
     ker = search.kernel
@@ -448,7 +460,7 @@ OPTIMIZERS = ("adam", "rmsprop", "rprop")
 STRATEGIES = ("nes", "sgd", "es", "nes_es", "random", "sobol", "cmaes", "snes", "xnes", "pgpe", "tpe", "ogp", "gp")
 
 __all__ = [
-    "AppConfig", "AscentConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig",
+    "AppConfig", "AscentConfig", "CMAConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig",
     "OriginalConfig", "PolishConfig", "ProblemConfig", "RegionsConfig", "RestartsConfig", "SearchConfig",
     "StrategyConfig", "TrackingConfig", "make_config", "MISSING",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-SOURCES = ("initial", "ascent", "gaussian", "quadratic", "original", "random", "kernel", "repeat")
+SOURCES = ("initial", "ascent", "gaussian", "cma", "quadratic", "original", "random", "kernel", "repeat")
 
 
 @dataclass

@@ -96,10 +96,12 @@ class Schedule:
 
 def gaussian(centers: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """One Gaussian sample around each center [c, d], reflected back into the unit cube."""
-    x = centers + sigma * rng.standard_normal(centers.shape)
-    x = np.abs(x)  # reflect at 0 and 1 rather than clip, so samples do not pile up on faces
-    x = 1 - np.abs(1 - x)
-    return np.clip(x, 0.0, 1.0)
+    return reflect(centers + sigma * rng.standard_normal(centers.shape))
+
+
+def reflect(x: np.ndarray) -> np.ndarray:
+    """Points reflected at 0 and 1 into the unit cube (rather than clipped, so samples do not pile up on faces)."""
+    return np.clip(1 - np.abs(1 - np.abs(x)), 0.0, 1.0)
 
 
 def distinct(candidates: np.ndarray, taken: np.ndarray, min_distance: float) -> np.ndarray:

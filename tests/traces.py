@@ -38,8 +38,9 @@ LIBRARIES = ("torch", "numpy", "scipy", "evotorch", "optuna")
 SMALL = {"members": 4, "widths": [16, 32], "train_steps_initial": 60, "train_steps": 10}
 EVOLVE = {"every": 12, "parents": 2, "children": 2, "fork_steps": 10}
 ES = 4  # strategy.es_popsize
-# the networks from the first round, as in 0.1 (the kernel phase, the default since 0.2, is traced by "default")
-NETWORKS = {"init_design": "sobol", "repeat": 0, "kernel": {"until": 0}}
+# the networks from the first round, as in 0.1 (the kernel phase, the default since 0.2, is traced by "default";
+# the CMA-ES refinements, also new in 0.2, by "cma")
+NETWORKS = {"init_design": "sobol", "repeat": 0, "kernel": {"until": 0}, "cma": {"enabled": False}}
 
 # name -> (problem, dim, budget, strategy, overrides)
 CASES: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
@@ -67,6 +68,8 @@ CASES: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
     # the default: a Latin hypercube, one repeat, the kernel phase (shortened), then the networks
     "default": ("hartmann6", 6, 40, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"kernel": {
         "until": 30, "candidates": 256, "ascent_steps": 20}}}),
+    # the networks' refinements drawn from the CMA-ES over the rounds, which every proposal of a round is told to
+    "cma": ("levy", 3, 50, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {**NETWORKS, "cma": {}}}),
     # the kernel phase restarted from fresh designs when its best stalls (early here: restart_from 20)
     "kernel_restart": ("branin", 2, 56, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"kernel": {
         "until": 45, "candidates": 128, "ascent_steps": 10, "restart_from": 20, "restart_after": 6,

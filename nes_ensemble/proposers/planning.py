@@ -7,7 +7,8 @@
    end points inside a basin already left scored out;
 4. ``choose_ascents``: members in turn propose their best-scored end point that is not already taken;
 5. ``refinements``: a polishing step on the best point (a quadratic fitted to its neighbours), the
-   runner-up regions' own refinements, and Gaussian samples around the members' best points.
+   runner-up regions' own refinements, and samples of the CMA-ES over the rounds (or, with it off,
+   Gaussian samples around the members' best points).
 
 The steps read nothing but their arguments and draw only from the generator they are given, in
 this order, so a round can be rebuilt and tested piece by piece.
@@ -46,6 +47,7 @@ class RoundInputs:
     radius: float  # half-width of the box every ascent stays in (0: the whole cube)
     steps: int  # ascent steps
     sigma: float  # Gaussian step
+    steps_from: np.ndarray | None = None  # [n_gaussian, d] the CMA-ES's samples, when it gives the refinements
 
     @property
     def members(self) -> int:
@@ -156,7 +158,8 @@ def choose_ascents(inp: RoundInputs, starts: Starts, ends: np.ndarray, score: np
 def refinements(inp: RoundInputs, taken: np.ndarray, rng: np.random.Generator) -> list[Proposal]:
     """``n_gaussian`` refinements: first the best point's (a polishing step where a quadratic fits its
     neighbours, ``search.polish.enabled``, else a Gaussian sample), then each runner-up region's best point's the
-    same way, and the rest Gaussian samples around random members' best points."""
+    same way, and the rest Gaussian samples around random members' best points, or the CMA-ES's samples
+    (``steps_from``) where it gives them."""
     s, pool, k = inp.search, inp.pool, inp.members
     ok = pool.ok
     chosen: list[Proposal] = []
@@ -174,6 +177,9 @@ def refinements(inp: RoundInputs, taken: np.ndarray, rng: np.random.Generator) -
             p = _region_refinement(inp, i - 1, taken, rng)
             chosen.append(p)
             taken = np.concatenate([taken, p.x[None]])
+            continue
+        if inp.steps_from is not None:
+            chosen.append(Proposal(inp.steps_from[i], Provenance("cma", round=inp.round, reference=inp.global_best)))
             continue
         sib = int(np.argmax(inp.best_y)) if i == 0 else int(rng.integers(k))
         x = gaussian(inp.bests[sib][None], inp.sigma, rng)[0]

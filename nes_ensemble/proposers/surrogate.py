@@ -1,23 +1,29 @@
 """The default search: every member climbs its own surrogate, members in turn propose the end points.
 
 Besides the best point, opt-in runner-up regions keep other basins climbing (``search.regions``),
-and opt-in restarts leave a basin where the search has stagnated (``search.restarts``).
+and opt-in restarts leave a basin where the search has stagnated (``search.restarts``). The
+refinements come from a CMA-ES over the rounds (``search.cma``, ``cma_steps``), told every proposal.
 The round itself is planned by the steps of ``planning``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, Callable
 
 import numpy as np
 
+from ..cma_steps import CMASteps
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance, SamplePool
-from ..search import Schedule, initial_design
+from ..recommendation import noise_seen
+from ..search import Schedule, distinct, initial_design
 from .base import RunSetup
 from .network import NetworkProposer
 from .planning import RoundInputs, choose_ascents, climb, judge, refinements, sibling_bests, start_points
 from .regions import Restarts, RunnerUpRegions
+
+CMA_TOLD = ("ascent", "quadratic", "gaussian", "cma")  # the proposals of a networks' round
 
 
 class SurrogateProposer(NetworkProposer):
@@ -27,6 +33,7 @@ class SurrogateProposer(NetworkProposer):
         super().__init__(setup)
         self.regions = RunnerUpRegions(self.cfg.search.regions, self.ensemble.size, self.cfg.budget or 0)
         self.restarts = Restarts(self.cfg.search.restarts, self.dim)
+        self.cma: CMASteps | None = None  # created on the networks' first round (search.cma)
 
     def sibling_bests(self, pool: SamplePool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each member's best point outside the basins left by restarts."""
@@ -45,6 +52,9 @@ class SurrogateProposer(NetworkProposer):
         runners, opened = self.regions.locate(pool)
         self.regions.update(pool, runners, opened)
         inputs = self._inputs(pool, bests, best_y, runners, self.regions.climbers(opened))
+        if self.cfg.search.cma.enabled and inputs.n_gaussian and not noise_seen(pool.x, pool.y):
+            # under noise a generation's ranks are mostly the noise's: Gaussian steps around the members' bests
+            inputs = replace(inputs, steps_from=self._cma_samples(pool, inputs, ledger.taken()))
         starts = start_points(inputs, self.rng)
         ends, own = climb(self.ensemble.population, starts, inputs.steps, self.cfg.search.ascent.lr)
         ends, score = judge(inputs, self.ensemble.population, ends, own)
@@ -62,6 +72,37 @@ class SurrogateProposer(NetworkProposer):
                            radius=s.ascent.radius or (s.ascent.short_radius if short else 0.0),
                            steps=int(round(self.schedule.steps)), sigma=self.schedule.sigma)
 
+    def _cma_samples(self, pool: SamplePool, inputs: RoundInputs, taken: np.ndarray) -> np.ndarray:
+        """The round's refinements from the CMA-ES (started at the best point on the networks' first round, a
+        generation a round): its samples, and its mean as the last one unless a point within
+        ``search.min_distance`` of it is already ``taken`` (a mean that barely moved once the step is small, or
+        one not yet moved while a generation is still out with evaluations in parallel)."""
+        if self.cma is None:
+            self.cma = CMASteps(self.dim, inputs.n_ascent + inputs.n_gaussian, pool.x[pool.best_index()],
+                                self.cfg.search.cma.sigma)
+        x = self.cma.ask(inputs.n_gaussian, self.rng)
+        mean = np.clip(self.cma.mean, 0.0, 1.0)
+        if distinct(mean[None], taken, self.cfg.search.min_distance)[0]:
+            x[-1] = mean
+        return x
+
+    def account(self, proposals: list[Proposal], values: np.ndarray) -> Callable[[Proposal], bool] | None:
+        """Adapt the schedule, and tell the CMA-ES every proposal of the networks' rounds: its own samples, the
+        ascents' end points and the polishing steps."""
+        out = super().account(proposals, values)
+        if self.cma is not None:
+            told = [i for i, p in enumerate(proposals) if p.provenance.source in CMA_TOLD]
+            if told:
+                self.cma.tell(np.array([proposals[i].x for i in told]), np.asarray(values, dtype=float)[told])
+        return out
+
+    def metrics(self, ledger: Ledger) -> dict[str, float]:
+        """The network proposer's metrics, and the CMA-ES's step size once it runs."""
+        out = super().metrics(ledger)
+        if self.cma is not None:
+            out["cma_sigma"] = self.cma.sigma
+        return out
+
     def _restart(self, x_best: np.ndarray, evaluations: int) -> list[Proposal]:
         """Leave the basin around x_best: later proposals avoid it, and a fresh space-filling batch re-explores."""
         s = self.cfg.search
@@ -75,10 +116,13 @@ class SurrogateProposer(NetworkProposer):
 
     def state_dict(self) -> dict[str, Any]:
         """The network proposer's state, with the regions' and restarts' counters."""
-        return {**super().state_dict(), "regions": self.regions.state_dict(), "restarts": self.restarts.state_dict()}
+        return {**super().state_dict(), "regions": self.regions.state_dict(), "restarts": self.restarts.state_dict(),
+                **({"cma": self.cma.state_dict()} if self.cma is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
         super().load_state_dict(state)
         self.regions.load_state_dict(state["regions"])
         self.restarts.load_state_dict(state["restarts"])
+        if "cma" in state:
+            self.cma = CMASteps.from_state(self.dim, state["cma"])
