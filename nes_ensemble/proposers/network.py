@@ -39,6 +39,7 @@ class NetworkProposer(Proposer):
         self.designed = False  # whether the initial design has been planned
         self.repeats = 0  # repeated evaluations of the best point handed out
         self._recommended: tuple[int, int | None] = (-1, None)  # (pool size, index) of the last recommendation
+        self._noisy = (-1, False)  # (pool size, whether noise_seen) of the last look
         self.events = self.ensemble.births()
 
     def auto_design(self) -> int:
@@ -151,9 +152,15 @@ class NetworkProposer(Proposer):
         highest posterior mean (``recommendation``); computed once per pool size."""
         pool = ledger.pool
         if self._recommended[0] != len(pool):
-            noisy = noise_seen(pool.x, pool.y)
-            self._recommended = (len(pool), recommend(pool.x, pool.y) if noisy else pool.best_index())
+            self._recommended = (len(pool), recommend(pool.x, pool.y) if self.noisy(pool) else pool.best_index())
         return self._recommended[1]
+
+    def noisy(self, pool: SamplePool) -> bool:
+        """Whether a repeated point has returned another value (``noise_seen``): looked at once per pool size,
+        and for good once seen (the pool only grows)."""
+        if self._noisy[0] != len(pool) and not self._noisy[1]:
+            self._noisy = (len(pool), noise_seen(pool.x, pool.y))
+        return self._noisy[1]
 
     def metrics(self, ledger: Ledger) -> dict[str, float]:
         """The networks' error and disagreement, the schedule, the population and the round."""

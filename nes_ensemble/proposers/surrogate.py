@@ -16,7 +16,6 @@ import numpy as np
 from ..cma_steps import CMASteps
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance, SamplePool
-from ..recommendation import noise_seen
 from ..search import Schedule, distinct, initial_design
 from .base import RunSetup
 from .network import NetworkProposer
@@ -52,7 +51,7 @@ class SurrogateProposer(NetworkProposer):
         runners, opened = self.regions.locate(pool)
         self.regions.update(pool, runners, opened)
         inputs = self._inputs(pool, bests, best_y, runners, self.regions.climbers(opened))
-        if self.cfg.search.cma.enabled and inputs.n_gaussian and not noise_seen(pool.x, pool.y):
+        if self.cfg.search.cma.enabled and inputs.n_gaussian and not self.noisy(pool):
             # under noise a generation's ranks are mostly the noise's: Gaussian steps around the members' bests
             inputs = replace(inputs, steps_from=self._cma_samples(pool, inputs, ledger.taken()))
         starts = start_points(inputs, self.rng)
