@@ -23,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from .checkpoint import UnsafeCheckpointError
 from .config import AppConfig, ProblemConfig, check_budget, check_seed
 from .loop import EvaluationError, StopFlag
 from .loop import run as run_loop
@@ -234,6 +235,9 @@ def _load(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
     checkpoint, journal = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, JOURNAL)
     try:
         return Optimizer.load(checkpoint, journal=journal)
+    except UnsafeCheckpointError as err:  # not rebuilt over: whoever made the folder should know first
+        raise ValueError(f"{err}. If the run is yours, delete {checkpoint} and resume again to rebuild the run "
+                         f"from {journal}") from None
     except (ValueError, FileNotFoundError) as err:
         if not os.path.exists(journal):
             raise
@@ -321,6 +325,15 @@ def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, 
     """Print the run's one-line summary and return its numbers."""
     regret = _known_truth(problem, opt)
     best_x, best_y = opt.best
+    if best_x is None:  # every evaluation failed: nothing to recommend, and the run says so
+        reasons = [r for r in opt.pool.reasons if r]
+        text = (f"{run_name(cfg, problem)}: no evaluation succeeded ({opt.n_evaluations} failed"
+                f"{'; last: ' + reasons[-1] if reasons else ''}), {seconds:.1f} s, run dir {run_dir}")
+        summary = {"best_y": None, "evaluations": opt.n_evaluations, "seconds": seconds}
+        _write_summary(cfg, problem, run_dir, None, summary)
+        _say(f"{text}\nfix the objective, then resume with a larger budget: python -m nes_ensemble "
+             f"resume={run_dir} budget={cfg.budget + opt.n_evaluations}", logging.ERROR)
+        sys.exit(3)
     parts = [f"best {best_y:.6g}"]
     if "regret" in regret:
         parts.append(f"regret {regret['regret']:.3g}")
@@ -336,10 +349,15 @@ def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, 
     print(text)
     log.info(text.replace("\n", "; "))
     summary = {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
+    _write_summary(cfg, problem, run_dir, mlflow_run, summary)
+    return summary
+
+
+def _write_summary(cfg: DictConfig, problem: Problem, run_dir: str, mlflow_run: str | None,
+                   summary: dict[str, Any]) -> None:
     with open(os.path.join(run_dir, "summary.json"), "w") as f:
         json.dump({"run_name": run_name(cfg, problem), "problem": problem.name, "strategy": cfg.strategy.name,
                    "seed": cfg.seed, "budget": cfg.budget, "mlflow_run": mlflow_run, **summary}, f, indent=1)
-    return summary
 
 
 def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str) -> Tracker:

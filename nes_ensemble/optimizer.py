@@ -227,8 +227,10 @@ class Optimizer:
         Points that were asked but not told are asked again. If the optimizer kept a journal, the
         evaluations it holds beyond the checkpoint are told again (re-planning reproduces the
         proposals they answered), so nothing evaluated after the last checkpoint is lost.
-        ``journal`` names the journal file when it is no longer where the saved optimizer kept it
-        (a run folder that was moved).
+        The journal is ``journal``, else the file of the saved journal's name beside the checkpoint (its run
+        folder, wherever the folder is now); a path stored in the checkpoint is never followed elsewhere, and
+        a checkpoint that names a class or function it should not hold is refused unloaded
+        (``UnsafeCheckpointError``, a ``ValueError``).
         """
         return resume.load(cls, path, journal)
 

@@ -9,7 +9,9 @@ rotate so that every network eventually trains on every sample.
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -127,22 +129,27 @@ class Journal:
             return 0
 
     @staticmethod
-    def read(path: str | os.PathLike) -> list[dict[str, Any]]:
-        """The journal's rows in evaluation order, one per index (the first written wins); lines that are not a
-        whole row (torn by a crash, edited by hand) are skipped."""
+    def read(path: str | os.PathLike, dim: int | None = None) -> list[dict[str, Any]]:
+        """The journal's rows in evaluation order, one per index (the first valid one written wins).
+
+        A line that is not a valid row (torn by a crash, edited by hand: not JSON, a ``unit`` of another
+        length than ``dim`` or outside the unit cube, no ``source``, a value that is not a number) is
+        skipped with one warning for the file, so a damaged line costs that row only."""
         if not os.path.exists(path):
             return []
         rows: dict[int, dict[str, Any]] = {}
+        bad: list[tuple[int, str]] = []
         with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                    index = int(row["evaluation"])
-                    if not isinstance(row["unit"], list) or "y" not in row:
-                        continue
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            for number, line in enumerate(f, 1):
+                row, problem = _valid_row(line, dim)
+                if row is None:
+                    if problem:
+                        bad.append((number, problem))
                     continue
-                rows.setdefault(index, row)
+                rows.setdefault(row["evaluation"], row)
+        if bad:
+            warnings.warn(f"{os.fspath(path)}: {len(bad)} line{'s' if len(bad) > 1 else ''} skipped, not a valid "
+                          f"evaluation (line {bad[0][0]}: {bad[0][1]})", stacklevel=2)
         return [rows[i] for i in sorted(rows)]
 
     @staticmethod
@@ -150,3 +157,54 @@ class Journal:
         """One evaluation as a journal row: its index, x (native and unit cube), y (user sign), status and why."""
         return {"evaluation": index, "x": [float(v) for v in x_native], "unit": [float(v) for v in x_unit],
                 "y": float(y), "status": "ok" if np.isfinite(y) else "failed", "reason": reason, **asdict(prov)}
+
+
+_INTS = ("member", "sibling", "round", "path")
+_FLOATS = ("predicted", "reference")
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _valid_row(line: str, dim: int | None) -> tuple[dict[str, Any] | None, str]:
+    """The row a journal line holds, with only the fields a row has and of their types, or (None, why not);
+    a blank line or a torn last fragment is (None, "")."""
+    if not line.strip():
+        return None, ""
+    if not line.endswith("\n"):
+        return None, ""  # a torn last line: the write cut short, nothing to warn about
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        return None, "not JSON"
+    if not isinstance(row, dict):
+        return None, "not a JSON object"
+    index, unit, y = row.get("evaluation"), row.get("unit"), row.get("y")
+    if not _number(index) or index < 0 or int(index) != index:
+        return None, "no evaluation number"
+    if not isinstance(unit, list) or not unit or not all(_number(v) and math.isfinite(v) for v in unit):
+        return None, "'unit' is not a list of finite numbers"
+    if dim is not None and len(unit) != dim:
+        return None, f"'unit' has {len(unit)} coordinates, the run {dim}"
+    if not all(-1e-9 <= v <= 1 + 1e-9 for v in unit):
+        return None, "'unit' lies outside the unit cube"
+    if not _number(y):
+        return None, "'y' is not a number"
+    if not isinstance(row.get("source"), str):
+        return None, "no 'source'"
+    reason = row.get("reason", "")
+    clean = {k: v for k, v in row.items() if k not in ("evaluation", "unit", "y", "reason", *_INTS, *_FLOATS)}
+    clean.update(evaluation=int(index), unit=[min(max(float(v), 0.0), 1.0) for v in unit], y=float(y),
+                 reason=reason if isinstance(reason, str) else str(reason))
+    for k in _INTS:
+        if k in row:
+            if not _number(row[k]) or not math.isfinite(row[k]) or int(row[k]) != row[k]:
+                return None, f"{k!r} is not a whole number"
+            clean[k] = int(row[k])
+    for k in _FLOATS:
+        if k in row:
+            if not _number(row[k]):
+                return None, f"{k!r} is not a number"
+            clean[k] = float(row[k])
+    return clean, ""

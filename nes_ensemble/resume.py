@@ -22,15 +22,33 @@ from .space import Space
 
 
 def load(cls: type, path: str | os.PathLike, journal: str | os.PathLike | None) -> Any:
-    """The optimizer of class ``cls`` saved at ``path``, with the evaluations its journal holds beyond it."""
+    """The optimizer of class ``cls`` saved at ``path``, with the evaluations its journal holds beyond it.
+
+    The journal is ``journal``, else the file of the saved journal's name in the checkpoint's own folder
+    (the run folder); a path read from the checkpoint is never opened as it stands."""
     state = checkpoint.read(path)
+    try:
+        opt = _restore(cls, state)
+    except Exception as err:  # a part that passed the format's checks and still does not fit this run
+        raise ValueError(f"{os.fspath(path)}: a damaged checkpoint ({type(err).__name__}: {err})") from None
+    opt.ledger.journal = _journal_of(path, state["ledger"]["journal"], journal)
+    if opt.ledger.journal is not None:
+        rows = Journal.read(opt.ledger.journal, opt.dim)
+        _restore_journal(opt, {r["evaluation"] for r in rows})
+        replay(opt, [r for r in rows if r["evaluation"] >= len(opt.pool)])
+    return opt
+
+
+def _restore(cls: type, state: dict[str, Any]) -> Any:
     saved = state["ledger"]
     space = Space.from_dict(state["space"]) if "space" in state else state["bounds"]
     opt = cls(space, config=state["config"], seed=state["seed"], direction=state["direction"])
+    if state["proposer"]["name"] != opt.proposer.name:
+        raise ValueError(f"it names the proposer {state['proposer']['name']!r} but its config the strategy "
+                         f"{opt.proposer.name!r}")
     if state["proposer"]["state"] is None:  # an engine that cannot be saved: replay the pool into a fresh one
         if replay(opt, Ledger.rows_of(saved, opt.sign)):
-            raise ValueError(f"{path}: the checkpoint's evaluations do not replay into strategy "
-                             f"{opt.cfg.strategy.name}")
+            raise ValueError(f"its evaluations do not replay into strategy {opt.cfg.strategy.name}")
         opt.ledger.events, opt.ledger.seconds = list(saved["events"]), float(saved["seconds"])
     else:
         opt.generator.set_state(state["generators"]["torch"])
@@ -38,17 +56,28 @@ def load(cls: type, path: str | os.PathLike, journal: str | os.PathLike | None) 
         opt.ledger.load_state_dict(saved)
         opt.proposer.load_state_dict(state["proposer"]["state"])
         opt.ledger.requeue_pending()
-    opt.ledger.journal = os.path.abspath(os.fspath(journal)) if journal is not None else saved["journal"]
-    if opt.ledger.journal is not None:
-        rows = Journal.read(opt.ledger.journal)
-        _restore_journal(opt, {r["evaluation"] for r in rows})
-        replay(opt, [r for r in rows if r["evaluation"] >= len(opt.pool)])
     return opt
+
+
+def _journal_of(path: str | os.PathLike, saved: str | None, given: str | os.PathLike | None) -> str | None:
+    """The journal a loaded run keeps: the caller's, else the saved one's name in the checkpoint's folder."""
+    if given is not None:
+        return os.path.abspath(os.fspath(given))
+    if saved is None:
+        return None
+    name = os.path.basename(saved)
+    here = os.path.join(os.path.dirname(os.path.abspath(os.fspath(path))), name)
+    if name.endswith(".jsonl") and (os.path.abspath(saved) == here or os.path.isfile(here)):
+        return here  # the run folder's own journal (also after the folder was moved)
+    warnings.warn(f"{os.fspath(path)} was written with the journal {saved!r}, outside the checkpoint's folder; a "
+                  f"path inside a checkpoint is not followed, so this run keeps no journal: pass "
+                  f"Optimizer.load(..., journal=PATH) to continue one", stacklevel=3)
+    return None
 
 
 def rebuild(opt: Any, journal: str | os.PathLike) -> Any:
     """``opt`` (new, of the run's settings) told every evaluation of ``journal`` again, then keeping it."""
-    replay(opt, Journal.read(journal))
+    replay(opt, Journal.read(journal, opt.dim))
     opt.ledger.journal = os.path.abspath(os.fspath(journal))
     return opt
 
