@@ -301,6 +301,8 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
         # an app config carries more groups than the optimizer reads; keep only what it reads
         layers.append({k: v for k, v in cfg.items() if k in base})
     for key, value in overrides.items():
+        if key in ("strategy", "evaluator") and isinstance(value, str):  # a group by its name, as optimize() takes
+            value = {"name": value}
         path = key.replace("__", ".").split(".")
         if path[0] not in base:
             known = ", ".join(sorted(base.keys()))

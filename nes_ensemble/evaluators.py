@@ -212,9 +212,15 @@ def _work(conn: Any, payload: bytes) -> None:
             return
         try:
             conn.send(("ok", call(fn, x)))
+        except (KeyboardInterrupt, SystemExit) as err:  # raised by the objective itself: its failure, told once
+            conn.send(("failed", f"the objective raised {type(err).__name__}({_args(err)})"))
         except Exception as err:
             kind = "contract" if isinstance(err, ValueError) and str(err).startswith("fn returned") else "failed"
             conn.send((kind, f"{type(err).__name__}: {err}" if kind == "failed" else str(err)))
+
+
+def _args(err: BaseException) -> str:
+    return ", ".join(repr(a) for a in err.args)
 
 
 def _die_with_parent() -> None:

@@ -230,7 +230,10 @@ def _evaluate(evaluate: Callable[[np.ndarray], np.ndarray], X: np.ndarray, timeo
         except _Timeout:
             reason = f"timed out after {timeout:g} s"
             continue
-        except (KeyboardInterrupt, SystemExit, EvaluationError):
+        except SystemExit as err:  # sys.exit() in the objective: a stop of the run, not of the process
+            raise EvaluationError(f"the objective called sys.exit({err.code!r}); stopped, every evaluation so far "
+                                  "kept") from None
+        except (KeyboardInterrupt, EvaluationError):
             raise
         except ValueError as err:
             if "fn returned" in str(err):  # a contract error of the user's function: say it, do not swallow it

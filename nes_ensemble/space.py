@@ -27,6 +27,12 @@ def check_bounds(bounds: Sequence[Sequence[float]]) -> np.ndarray:
                          "[[0, 1], [0, 1]]")
     if not np.all(np.isfinite(b)):
         raise ValueError(f"bounds={b.tolist()}: every low and high must be a finite number")
+    with np.errstate(over="ignore"):
+        wide = np.flatnonzero(~np.isfinite(b[:, 1] - b[:, 0]))
+    if wide.size:
+        i = int(wide[0])
+        raise ValueError(f"bounds[{i}]=({b[i, 0]}, {b[i, 1]}): high - low overflows a float; give a narrower range "
+                         "(or a log scale, with a named space's ne.Float(low, high, log=True))")
     bad = np.flatnonzero(b[:, 0] >= b[:, 1])
     if bad.size:
         i = int(bad[0])
@@ -72,6 +78,17 @@ class Box:
         return pd.DataFrame(X, columns=[f"x{i}" for i in range(self.dim)])
 
 
+def _numbers(values: Any, name: str) -> np.ndarray:
+    """``values`` as floats, or a ValueError naming the parameter (a string where a number belongs)."""
+    given = list(values) if isinstance(values, (list, tuple)) else np.ravel(np.asarray(values, dtype=object)).tolist()
+    if any(isinstance(v, (str, bytes)) for v in given):
+        raise ValueError(f"{name}={given[0] if len(given) == 1 else given!r}: not a number")
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={values!r}: not a number") from None
+
+
 @dataclass(frozen=True)
 class Float:
     """A real parameter in [low, high]; ``log=True`` searches it on a log scale (low > 0)."""
@@ -86,6 +103,9 @@ class Float:
                  for v in (self.low, self.high))
         if not ok or self.low >= self.high:
             raise ValueError(f"{name}: {self}: low and high must be finite numbers with low < high")
+        with np.errstate(over="ignore"):
+            if not np.isfinite(float(self.high) - float(self.low)):
+                raise ValueError(f"{name}: {self}: high - low overflows a float; give a narrower range or log=True")
         if self.log and self.low <= 0:
             raise ValueError(f"{name}: {self}: a log scale needs low > 0")
 
@@ -113,7 +133,7 @@ class Float:
 
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Its unit columns [m, 1] of values [m]; a value out of range is a ValueError naming ``name``."""
-        values = np.asarray(values, dtype=float)
+        values = _numbers(values, name)
         if not np.all((values >= self.low) & (values <= self.high)):
             raise ValueError(f"{name}={values.tolist()}: outside [{self.low}, {self.high}]")
         return self._unit(values)
@@ -154,7 +174,7 @@ class Int(Float):
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Its unit column [m, 1] (the middle of each value's stretch); a value that is not a whole number in
         range is a ValueError naming ``name``."""
-        values = np.asarray(values, dtype=float)
+        values = _numbers(values, name)
         if not np.all((values >= self.low) & (values <= self.high) & (values == np.round(values))):
             raise ValueError(f"{name}={values.tolist()}: not a whole number in [{self.low}, {self.high}]")
         return self._unit(values)
@@ -177,6 +197,9 @@ class Categorical:
         """A ValueError naming the parameter if there is nothing to choose from."""
         if not isinstance(self.choices, tuple) or len(self.choices) == 0:
             raise ValueError(f"{name}: Categorical({self.choices!r}): give a non-empty list of choices")
+        if any(isinstance(c, (float, np.floating)) and not np.isfinite(c) for c in self.choices):
+            raise ValueError(f"{name}: Categorical({list(self.choices)!r}): a choice is NaN or infinite, which cannot "
+                             "be told back and matched; use finite numbers or strings")
         if len(set(map(repr, self.choices))) != len(self.choices):
             raise ValueError(f"{name}: Categorical({list(self.choices)!r}): the choices repeat")
 

@@ -75,6 +75,8 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
     dict sets the keys of ``conf/tracking`` (``uri``, ``experiment``, ``run_name``, ``all_forks``). It is off by
     default: a library call writes no files and starts no process unless asked to.
     """
+    if not callable(fn):
+        raise TypeError(f"optimize: fn={fn!r} is not callable; pass the objective function first, then the bounds")
     budget = check_budget(budget)
     ev = dict(evaluator) if isinstance(evaluator, Mapping) else ({"name": evaluator} if evaluator else {})
     if n_workers is not None:

@@ -3,6 +3,7 @@ folder without the source tree."""
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,15 @@ def test_a_built_wheel_installs_and_runs_from_an_empty_folder(tmp_path):
                            capture_output=True, text=True, timeout=600, env=env)  # (pyproject's build backend)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = dist.glob("nes_ensemble-*.whl")
-    # the dependencies (torch, mlflow, hydra ...) come from this interpreter; the package itself from the wheel
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    # the dependencies (torch, mlflow, hydra ...) come from this interpreter's site-packages (a virtual
+    # environment's or the system's: venv --system-site-packages would see the base interpreter's only), named
+    # in a .pth file, whose own .pth files (an editable install of nes_ensemble) are not run; the package
+    # itself comes from the wheel
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python, script = venv / "bin" / "python", venv / "bin" / "nes-ensemble"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    (Path(purelib) / "_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     install = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
                              capture_output=True, text=True, timeout=300, env=env)
     assert install.returncode == 0, install.stderr[-2000:]

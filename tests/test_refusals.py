@@ -1,0 +1,99 @@
+"""Bad input and objectives that misbehave: refused at once in a line naming the value, or stopped with
+everything evaluated kept; never a traceback wall, a silent exit 0 or wasted evaluations."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nes_ensemble as ne
+
+ROOT = Path(__file__).resolve().parents[1]
+RANDOM = {"strategy": "random", "search": {"n_init": 4}}
+
+
+def _cli(args, tmp_path, **kw):
+    env = {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", "nes_ensemble", "progress=false", "tracking.enabled=false", *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_sys_exit_in_the_objective_stops_the_run_with_its_result():
+    calls = []
+
+    def fn(x):
+        calls.append(x)
+        if len(calls) == 3:
+            sys.exit(0)
+        return float(np.sum(x))
+
+    with pytest.raises(ne.EvaluationError, match=r"called sys.exit\(0\)") as info:
+        ne.optimize(fn, [(0, 1)] * 2, budget=10, **RANDOM)
+    assert info.value.result.y.shape == (2,) and len(calls) == 3
+
+
+def test_sys_exit_in_the_objective_on_the_command_line_exits_non_zero_with_the_resume_command(tmp_path):
+    (tmp_path / "quitter.py").write_text("import sys\nn = [0]\ndef f(x):\n    n[0] += 1\n"
+                                         "    if n[0] == 3:\n        sys.exit(0)\n    return float(sum(x))\n")
+    run_dir = tmp_path / "run"
+    proc = _cli(["problem=callable", "problem.fn=quitter.f", "problem.bounds=[[0,1],[0,1]]", "strategy=random",
+                 "budget=20", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert "sys.exit(0)" in proc.stderr and f"resume={run_dir}" in proc.stderr and "Traceback" not in proc.stderr
+    assert (run_dir / "history.csv").exists()
+
+
+def test_a_run_whose_every_evaluation_failed_says_so_and_exits_non_zero(tmp_path):
+    (tmp_path / "broken.py").write_text("def f(x):\n    raise RuntimeError('sensor offline')\n")
+    run_dir = tmp_path / "run"
+    proc = _cli(["problem=callable", "problem.fn=broken.f", "problem.bounds=[[0,1]]", "strategy=random", "budget=5",
+                 f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert "no evaluation succeeded (5 failed; last: RuntimeError: sensor offline)" in proc.stderr
+    assert "Traceback" not in proc.stderr and (run_dir / "summary.json").exists()
+
+
+def test_a_non_callable_objective_is_refused_before_any_evaluation():
+    with pytest.raises(TypeError, match="fn=5 is not callable"):
+        ne.optimize(5, [(0, 1)], budget=5)
+
+
+def test_keyboard_interrupt_raised_by_an_objective_on_a_worker_is_one_failed_evaluation(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import numpy as np, nes_ensemble as ne\n"
+        "def f(x):\n    if x[0] > 0.5:\n        raise KeyboardInterrupt\n    return float(x[0])\n"
+        "if __name__ == '__main__':\n"
+        "    r = ne.optimize(f, [(0, 1)], budget=8, strategy='random', evaluator='processes', n_workers=2,\n"
+        "                    evaluator__max_failures=0, search={'n_init': 4})\n"
+        "    print('failed', int((r.history.status == 'failed').sum()), 'of', len(r.y))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "of 8" in proc.stdout and proc.stderr.count("Traceback") == 0, proc.stderr
+
+
+@pytest.mark.parametrize("space, error", [
+    ({"c": ne.Categorical([1.0, float("nan")])}, "c: Categorical.*NaN"),
+    ({"w": ne.Float(-1e308, 1e308)}, "w: Float.*overflows"),
+])
+def test_a_space_that_cannot_be_searched_is_refused_naming_the_parameter(space, error):
+    with pytest.raises(ValueError, match=error):
+        ne.Optimizer(space)
+
+
+def test_bounds_whose_width_overflows_are_refused():
+    with pytest.raises(ValueError, match=r"bounds\[1\].*overflows"):
+        ne.Optimizer([(0, 1), (-1e308, 1e308)])
+
+
+def test_an_initial_setting_of_the_wrong_type_names_the_parameter():
+    with pytest.raises(ValueError, match="w='abc': not a number"):
+        ne.optimize(lambda p: 1.0, {"w": ne.Float(0, 1)}, budget=5, initial=[{"w": "abc"}])
+
+
+def test_the_optimizer_takes_a_strategy_by_name_as_optimize_does():
+    opt = ne.Optimizer([(0, 1)], strategy="random", evaluator="inline")
+    assert opt.cfg.strategy.name == "random" and opt.ask(2).shape == (2, 1)
