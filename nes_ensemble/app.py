@@ -183,7 +183,16 @@ def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, f
             status = "KILLED"
         except EvaluationError as err:
             status, failure = "FAILED", err
+        except OSError as err:  # the run folder: full, read-only, gone
+            status, failure = "FAILED", err
     seconds = report.close(status)
+    failure = failure or report.storage_error
+    if isinstance(failure, OSError):
+        _say(f"nes_ensemble: error: cannot write in {run_dir}: {failure.strerror or failure} "
+             f"({failure.filename or 'a file of the run'}); the evaluations written are in "
+             f"{os.path.join(run_dir, JOURNAL)}. Make room (or make it writable), then resume with: "
+             f"python -m nes_ensemble resume={run_dir}", logging.ERROR)
+        sys.exit(4)
     if status == "KILLED":
         _say(f"nes_ensemble: interrupted after {opt.n_evaluations} evaluations, all saved in {run_dir}\n"
              f"resume with: python -m nes_ensemble resume={run_dir}", logging.WARNING)
@@ -202,6 +211,7 @@ def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
     checkpoint = os.path.join(run_dir, CHECKPOINT)
     if cfg.resume:
         opt = _load(cfg, problem, run_dir)
+        _check_unedited(cfg, problem, opt, run_dir)
         if opt.n_evaluations > cfg.budget:
             raise ValueError(f"resume={run_dir} budget={cfg.budget}: the run holds {opt.n_evaluations} evaluations "
                              "already; give a larger budget to extend it")
@@ -247,6 +257,22 @@ def _load(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
     return opt
 
 
+def _check_unedited(cfg: DictConfig, problem: Problem, opt: Optimizer, run_dir: str) -> None:
+    """A ValueError when the run folder's config.yaml no longer says what its checkpoint was made with (edited by
+    hand): resuming would run one setting while the run's name and summary show another."""
+    space = problem.space.to_dict() if problem.space is not None else None
+    saved_space = opt.box.to_dict() if isinstance(opt.box, Space) else None
+    differ = [(what, mine, theirs) for what, mine, theirs in (
+        ("seed", cfg.seed, opt.seed), ("strategy", cfg.strategy.name, opt.cfg.strategy.name),
+        ("direction", _direction(problem), opt.direction),
+        ("bounds" if space is None else "space", space if space is not None else problem.bounds.tolist(),
+         saved_space if saved_space is not None else opt.bounds.tolist())) if mine != theirs]
+    if differ:
+        what, mine, theirs = differ[0]
+        raise ValueError(f"resume={run_dir}: {CONFIG} says {what} {mine} but the run was made with {theirs} (the file "
+                         f"was edited after the run started); restore it, or start a new run with the new settings")
+
+
 def _space(problem: Problem) -> Any:
     return problem.space if problem.space is not None else problem.bounds
 
@@ -266,6 +292,11 @@ class _Report:
         self.bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
                         disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
         self.metrics = open(os.path.join(run_dir, METRICS), "a")
+        self.storage_error: OSError | None = None
+
+    def written(self) -> list[str]:
+        """The files a run leaves that hold its evaluations and settings."""
+        return [os.path.join(self.run_dir, name) for name in (CONFIG, JOURNAL, METRICS)]
 
     def after_round(self, opt: Optimizer) -> None:
         """Checkpoint, progress and tracking after a round of evaluations."""
@@ -289,12 +320,18 @@ class _Report:
     def close(self, status: str) -> float:
         """Write everything the run leaves behind; returns its wall time in seconds."""
         self.bar.close()
-        self.metrics.close()
+        try:
+            self.metrics.close()
+        except OSError as err:
+            self.storage_error = err
         opt = self.opt
         seconds = time.perf_counter() - self.start
         opt.seconds = seconds
-        opt.save(self.checkpoint)
-        artifacts = _write_outputs(opt, self.cfg, self.problem, self.run_dir)
+        try:
+            opt.save(self.checkpoint)
+            artifacts = _write_outputs(opt, self.cfg, self.problem, self.run_dir)
+        except OSError as err:  # a full or read-only run folder: the tracker still closes the run
+            self.storage_error, artifacts = err, [a for a in self.written() if os.path.exists(a)]
         if self.tracker is not None:
             self.tracker.log_events(opt.events)
             self.tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
@@ -438,12 +475,16 @@ class Sweep(Callback):
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
+    logging.raiseExceptions = False  # app.log on a full disk: lose the log line, not the run (nor print a traceback)
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         summary = run(cfg, run_dir, hydra.utils.get_original_cwd())
     except ValueError as err:  # a user error: one clear line, no traceback wall
         _say(f"nes_ensemble: error: {err}", logging.ERROR)
         sys.exit(2)
+    except OSError as err:  # before the first evaluation: a run folder that is full, read-only or gone
+        _say(f"nes_ensemble: error: {err.filename or run_dir}: {err.strerror or err}", logging.ERROR)
+        sys.exit(4)
     except KeyboardInterrupt:  # Ctrl-C while starting or while closing (the loop handles its own)
         run_dir = os.path.abspath(cfg.resume) if cfg.resume else run_dir
         if os.path.exists(os.path.join(run_dir, JOURNAL)) or cfg.resume:
@@ -462,11 +503,44 @@ def main() -> None:
 
         print(text(), end="")
         return
+    own_errors = "HYDRA_FULL_ERROR" not in os.environ
+    if own_errors:  # Hydra then raises what it would print with a traceback, and we say it in one line
+        os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
     except KeyboardInterrupt:  # before Hydra handed over the config
         print("nes_ensemble: interrupted before the run started", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:
+        if not own_errors:
+            raise
+        line = _one_line(err)
+        if line is None:
+            raise
+        print(f"nes_ensemble: error: {line}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _one_line(err: BaseException) -> str | None:
+    """What a start-up error of Hydra's (a misspelt key, a run folder it cannot create) says in one line, or None
+    for an error that deserves its traceback."""
+    from hydra.errors import CompactHydraException
+
+    from .config import did_you_mean
+
+    if isinstance(err, OSError) and not isinstance(err, CompactHydraException):
+        return f"{err.filename or 'the run folder'}: {err.strerror or err}"
+    if not isinstance(err, CompactHydraException):
+        return None
+    text = str(err).split("Config search path")[0].strip()
+    if "Could not find" in text:  # an unknown option of a group: Hydra's list of the options is the answer
+        return text
+    first = text.splitlines()[0] if text else type(err).__name__
+    if "is not in struct" in text or "Could not override" in first:
+        key = first.split("'")[1] if first.count("'") >= 2 else ""
+        return f"unknown setting {key!r}{did_you_mean(key.split('=')[0])}" if key else first
+    cause = err.__cause__
+    return f"{first} {cause}".strip() if cause is not None and str(cause) not in text else first
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ path inside it (the journal it was written with) is never opened on its word.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import tempfile
@@ -43,10 +44,21 @@ def write(path: str | os.PathLike, state: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, RuntimeError) and _full(folder):  # torch reports a full disk as a RuntimeError
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path) from None
         raise
+
+
+def _full(folder: str) -> bool:
+    """Whether the file system of ``folder`` has (next to) no room left."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 16 * 2**20
 
 
 class UnsafeCheckpointError(ValueError):

@@ -7,6 +7,7 @@ start in both places. This module imports OmegaConf (a small dependency of Hydra
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -283,6 +284,30 @@ class AppConfig(OptimizerConfig):
 _GROUPS = ("strategy", "ensemble", "search", "evolution", "evaluator")
 
 
+def dotted_keys(cls: type = AppConfig, prefix: str = "") -> list[str]:
+    """Every setting of the config dataclass ``cls`` as a dotted key (``search.kernel.until``), groups included."""
+    out = []
+    for f in dataclasses.fields(cls):
+        out.append(prefix + f.name)
+        factory = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if isinstance(factory, type) and dataclasses.is_dataclass(factory):
+            out += dotted_keys(factory, f"{prefix}{f.name}.")
+    return out
+
+
+def did_you_mean(key: str, known: list[str] | None = None) -> str:
+    """`` (did you mean search.mode?)`` for a misspelt dotted ``key``, or "" when nothing is close."""
+    import difflib
+
+    known = dotted_keys() if known is None else known
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close:  # a right group with a misspelt last part, or the reverse: compare the ends too
+        ends = {k.rsplit(".", 1)[-1]: k for k in known if k.count(".") == key.count(".")}
+        near = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(ends), n=1, cutoff=0.75)
+        close = [ends[near[0]]] if near else []
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def make_config(config: Mapping[str, Any] | DictConfig | None = None, **overrides: Any) -> DictConfig:
     """Merge a user's config and keyword overrides into the typed defaults, rejecting unknown keys.
 
@@ -296,8 +321,8 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
         app_only = set(OmegaConf.structured(AppConfig).keys()) - set(base.keys())
         unknown = [k for k in cfg if k not in base and k not in app_only]
         if unknown:
-            raise ValueError(f"unknown setting {unknown[0]!r} in config: the known keys are "
-                             f"{', '.join(sorted(base.keys()))}")
+            raise ValueError(f"unknown setting {unknown[0]!r} in config{did_you_mean(str(unknown[0]))}: the known "
+                             f"keys are {', '.join(sorted(base.keys()))}")
         # an app config carries more groups than the optimizer reads; keep only what it reads
         layers.append({k: v for k, v in cfg.items() if k in base})
     for key, value in overrides.items():
@@ -306,7 +331,8 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
         path = key.replace("__", ".").split(".")
         if path[0] not in base:
             known = ", ".join(sorted(base.keys()))
-            raise ValueError(f"unknown setting {key!r}: the known groups and keys are {known}")
+            raise ValueError(f"unknown setting {key!r}{did_you_mean('.'.join(path))}: the known groups and keys are "
+                             f"{known}")
         node: Any = value
         for part in reversed(path[1:]):
             node = {part: node}
@@ -314,7 +340,10 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
     layers = [_renamed(layer) for layer in layers]
     try:
         merged = OmegaConf.merge(base, *layers)
-    except (ConfigKeyError, ValidationError) as err:
+    except ConfigKeyError as err:
+        full = str(getattr(err, "full_key", "") or getattr(err, "key", ""))
+        raise ValueError(f"unknown setting {full!r}{did_you_mean(full)}") from None
+    except ValidationError as err:
         raise ValueError(f"bad configuration: {err.msg if hasattr(err, 'msg') else err}") from None
     check(merged)
     return merged

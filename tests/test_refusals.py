@@ -97,3 +97,61 @@ def test_an_initial_setting_of_the_wrong_type_names_the_parameter():
 def test_the_optimizer_takes_a_strategy_by_name_as_optimize_does():
     opt = ne.Optimizer([(0, 1)], strategy="random", evaluator="inline")
     assert opt.cfg.strategy.name == "random" and opt.ask(2).shape == (2, 1)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 KB file system of its own (tmpfs; skipped where this process may not mount one)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_run_folder_ends_in_one_line_and_the_run_resumes_elsewhere(small_disk, tmp_path):
+    (small_disk / "pad").write_bytes(b"\0" * 250_000)
+    run_dir = small_disk / "run"
+    proc = _cli(["strategy=random", "budget=3000", f"hydra.run.dir={run_dir}"], tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    err = proc.stderr.strip()
+    assert "No space left on device" in err and f"resume={run_dir}" in err and "Traceback" not in err, err
+    assert len(err.splitlines()) <= 2, err
+    written = len([line for line in (run_dir / "evaluations.jsonl").read_text().splitlines() if line.endswith("}")])
+    assert written > 20
+    os.remove(small_disk / "pad")  # room made: the run goes on from what was written
+    proc = _cli([f"resume={run_dir}", "budget=40", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert proc.returncode == 0 or "holds" in proc.stderr, proc.stderr
+
+
+def test_a_read_only_run_folder_ends_in_one_line(small_disk, tmp_path):
+    run_dir = small_disk / "run"
+    assert _cli(["strategy=random", "budget=10", f"hydra.run.dir={run_dir}"], tmp_path).returncode == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    proc = _cli([f"resume={run_dir}", "budget=20", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    err = proc.stderr.strip()
+    assert proc.returncode == 4 and "Read-only file system" in err and "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1, err
+    proc = _cli(["strategy=random", "budget=10", f"hydra.run.dir={run_dir}2"], tmp_path)
+    assert proc.returncode == 2 and "Read-only file system" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_misspelt_key_says_what_was_meant(tmp_path):
+    proc = _cli(["serach.mode=original"], tmp_path)
+    assert proc.returncode == 2 and "did you mean search.mode?" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(ValueError, match=r"did you mean ensemble.members\?"):
+        ne.Optimizer([(0, 1)], ensemble={"member": 5})
+
+
+@pytest.mark.parametrize("edit", ["seed: 0", "name: random", "- - 0\n    - 1"])
+def test_resume_refuses_a_config_edited_by_hand_instead_of_contradicting_it(edit, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["problem=callable", "problem.fn=math.fsum", "problem.bounds=[[0,1],[0,1]]", "strategy=random", "seed=0"]
+    assert _cli([*args, "budget=6", f"hydra.run.dir={run_dir}"], tmp_path).returncode == 0
+    config = run_dir / "config.yaml"
+    new = {"seed: 0": "seed: 7", "name: random": "name: sobol", "- - 0\n    - 1": "- - 0\n    - 2"}[edit]
+    assert edit in config.read_text()
+    config.write_text(config.read_text().replace(edit, new, 1))
+    proc = _cli([f"resume={run_dir}", "budget=8", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert proc.returncode == 2 and "was edited after the run started" in proc.stderr, proc.stderr
