@@ -170,7 +170,7 @@ class _Tracked:
         self.tracker = Tracker(default_uri(os.getcwd(), settings.uri), settings.experiment,
                                settings.run_name or f"{strategy}-{name}-s{opt.seed}", params,
                                {"strategy": strategy, "problem": name, "source": "optimize"}, run_dir=self.folder,
-                               all_forks=settings.all_forks)
+                               all_forks=settings.all_forks, results="the run's results are in the Result optimize returns")
 
     def __call__(self, opt: Optimizer) -> None:
         if self.tracker is None:

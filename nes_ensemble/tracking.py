@@ -50,6 +50,28 @@ def prepare_store(uri: str, experiment: str) -> str:
         return _experiment_id(client, experiment)
 
 
+def store_problem(uri: str) -> str:
+    """Why a SQLite store cannot be written (a read-only folder, a file that is no database), or "" when it can
+    or is no SQLite file: checked before MLflow tries, which retries for minutes."""
+    if not uri.startswith("sqlite:///"):
+        return ""
+    path = uri[len("sqlite:///"):].split("?")[0]
+    try:
+        existed = os.path.exists(path)
+        with open(path, "ab"):
+            pass
+        if existed:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+                db.execute("PRAGMA schema_version").fetchone()
+    except OSError as err:
+        return f"cannot write the store {uri}: {err.strerror or err}"
+    except Exception as err:  # sqlite3.DatabaseError: not a database
+        return f"cannot open the store {uri}: {err}"
+    return ""
+
+
 def _experiment_id(client: Any, name: str) -> str:
     """The id of the experiment ``name``, created if it does not exist (call it holding ``store_lock``)."""
     exp = client.get_experiment_by_name(name)
@@ -163,20 +185,25 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, run_name: str, params: Mapping[str, Any],
                  tags: Mapping[str, str] | None = None, run_dir: str = "", resume: bool = False,
-                 all_forks: bool = False, lineage: bool = True):
+                 all_forks: bool = False, lineage: bool = True, results: str = "results stay in the run directory"):
         self.uri = uri
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root,
-                                                                          os.environ.get("PYTHONPATH")])))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+                   NES_ENSEMBLE_RESULTS=results)
         self._queue: queue.Queue = queue.Queue()
         self._sent = 0  # events sent so far
-        try:
-            self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.tracking"], stdin=subprocess.PIPE,
-                                          env=env, start_new_session=True)
-        except OSError as err:
-            print(f"nes_ensemble: warning: MLflow tracking is off for this run (cannot start its writer: {err}); "
-                  "results stay in the run directory", file=sys.stderr)
-            self._proc = None
+        self._proc = None
+        problem = store_problem(uri)
+        if problem:  # said at once: MLflow would retry opening it for minutes
+            print(f"nes_ensemble: warning: MLflow tracking is off for this run ({problem}); {results}",
+                  file=sys.stderr)
+        else:
+            try:
+                self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.tracking"], stdin=subprocess.PIPE,
+                                              env=env, start_new_session=True)
+            except OSError as err:
+                print(f"nes_ensemble: warning: MLflow tracking is off for this run (cannot start its writer: {err}); "
+                      f"{results}", file=sys.stderr)
         self._feeder = threading.Thread(target=self._feed, daemon=True, name="nes_ensemble-tracker")
         self._feeder.start()
         self._send("start", uri=uri, experiment=experiment, run_name=run_name, params=flatten(params),
@@ -348,7 +375,7 @@ class _Writer:
             self._failed = True
             detail = " ".join(str(err).split("[SQL:")[0].split())  # one line, without the statement
             text = (f"MLflow tracking is off for the rest of this run ({type(err).__name__}: {detail[:300]}); "
-                    "results stay in the run directory")
+                    + os.environ.get("NES_ENSEMBLE_RESULTS", "results stay in the run directory"))
             print(f"nes_ensemble: warning: {text}", file=sys.stderr, flush=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:

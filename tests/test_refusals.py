@@ -155,3 +155,17 @@ def test_resume_refuses_a_config_edited_by_hand_instead_of_contradicting_it(edit
     config.write_text(config.read_text().replace(edit, new, 1))
     proc = _cli([f"resume={run_dir}", "budget=8", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
     assert proc.returncode == 2 and "was edited after the run started" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("store", ["missing folder", "not a database"])
+def test_a_tracking_store_that_cannot_be_written_is_given_up_at_once_with_one_warning(store, tmp_path, capfd):
+    import time
+
+    path = tmp_path / "no" / "such" / "m.db" if store == "missing folder" else tmp_path / "m.db"
+    if store == "not a database":
+        path.write_text("these are not the tables you are looking for\n" * 100)
+    start = time.perf_counter()
+    result = ne.optimize(lambda x: float(x[0]), [(0, 1)], budget=6, tracking=f"sqlite:///{path}", **RANDOM)
+    assert time.perf_counter() - start < 30 and result.mlflow_run is None and len(result.y) == 6
+    err = capfd.readouterr().err
+    assert err.count("MLflow tracking is off") == 1 and "run directory" not in err, err
