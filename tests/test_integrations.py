@@ -52,3 +52,71 @@ def test_a_study_driven_by_nessampler_resumes_in_a_new_process_and_finds_the_opt
     direct = ne.optimize(lambda p: (p["x"] - 2) ** 2 + (np.log10(p["lr"]) + 2) ** 2 + (np.log2(p["n"]) - 3) ** 2
                          + (p["c"] != "b"), space, budget=60, seed=0, direction="minimize")
     assert study.best_value <= max(5 * direct.best_y, 0.05)  # in line with ne.optimize on the same problem
+
+
+def _quiet():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_a_study_resumed_by_a_new_sampler_goes_on_without_a_second_design_or_repeat():
+    _quiet()
+    from nes_ensemble.integrations.optuna import NESSampler
+
+    def objective(trial):
+        return (trial.suggest_float("x", 0, 1) - 0.3) ** 2 + (trial.suggest_float("y", 0, 1) - 0.6) ** 2
+
+    study = optuna.create_study(sampler=NESSampler(seed=0))
+    study.optimize(objective, n_trials=14)
+    resumed = NESSampler(seed=1)  # what a new process makes of the same storage
+    study.sampler = resumed
+    study.optimize(objective, n_trials=13)
+    sources = resumed._opt.history().source
+    asked = sources[sources != "foreign"]
+    assert len(asked) == 12 and not asked.isin(["initial", "repeat"]).any(), list(asked)
+
+
+def test_two_samplers_sharing_a_study_do_not_repeat_each_others_settings():
+    _quiet()
+    from nes_ensemble.integrations.optuna import NESSampler
+
+    study = optuna.create_study()
+    a, b = NESSampler(), NESSampler()  # two processes, each with the default seed
+    for i in range(30):
+        study.sampler = a if i % 2 else b
+        trial = study.ask()
+        x, n = trial.suggest_float("x", 0, 1), trial.suggest_int("n", 1, 8)
+        study.tell(trial, (x - 0.5) ** 2 + (n - 4) ** 2)
+    settings = [(t.params["x"], t.params["n"]) for t in study.trials]
+    assert len(set(settings)) == 30
+
+
+def test_settings_that_are_always_pruned_stop_being_proposed():
+    _quiet()
+    from nes_ensemble.integrations.optuna import NESSampler
+
+    def objective(trial):
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        trial.report((x - 0.2) ** 2 + y, step=0)
+        if x > 0.5:
+            raise optuna.TrialPruned()
+        return (x - 0.2) ** 2 + (y - 0.5) ** 2
+
+    study = optuna.create_study(sampler=NESSampler(seed=0, budget=30))
+    study.optimize(objective, n_trials=30)
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    assert pruned <= 9 and study.best_value < 0.01, (pruned, study.best_value)
+
+
+def test_stepped_distributions_are_searched_on_their_grid():
+    _quiet()
+    from nes_ensemble.integrations.optuna import NESSampler
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 10, step=0.5)
+        n = trial.suggest_int("n", 0, 20, step=4)
+        assert x * 2 == int(x * 2) and n % 4 == 0
+        return (x - 3.5) ** 2 + (n - 12) ** 2
+
+    study = optuna.create_study(sampler=NESSampler(seed=0, budget=30), direction="minimize")
+    study.optimize(objective, n_trials=30)
+    assert study.best_value == 0 and study.best_params == {"x": 3.5, "n": 12}

@@ -169,3 +169,10 @@ def test_a_tracking_store_that_cannot_be_written_is_given_up_at_once_with_one_wa
     assert time.perf_counter() - start < 30 and result.mlflow_run is None and len(result.y) == 6
     err = capfd.readouterr().err
     assert err.count("MLflow tracking is off") == 1 and "run directory" not in err, err
+
+
+def test_a_deterministic_optimum_at_a_corner_is_not_evaluated_twice():
+    result = ne.optimize(lambda x: float(np.sum(x)), [(0, 1)] * 2, budget=30, seed=0)
+    repeats = int((result.history.source == "repeat").sum())
+    assert repeats == 1 and len(np.unique(result.X, axis=0)) == 30 - repeats  # the one deliberate repeat only
+    assert result.best_y >= 1.97

@@ -32,8 +32,11 @@ from ..kernel_members import KernelMembers, mixture_log_ei
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance
 from ..recommendation import noise_seen
-from ..search import initial_design
+from ..search import distinct, initial_design
 from ..targets import poisson_weights, standardized, train_targets
+
+
+SAME = 1e-7  # points closer than this (unit cube) are one point: evaluating it again tells nothing new
 
 
 class KernelSearch:
@@ -82,8 +85,13 @@ class KernelSearch:
         if pending:  # points being evaluated: believe the model there
             data, best = self._fantasize(np.stack(pending), data, best)
         out = []
+        # a deterministic objective is never evaluated twice at one point (EI climbs a run whose best lies at a
+        # corner of the box into that corner again and again); a noisy one may be
+        taken = None if noise_seen(pool.x, pool.y) else ledger.taken()
         for _ in range(n):
-            xq, value = self._maximize(best, x[int(np.argmax(y))])
+            xq, value = self._maximize(best, x[int(np.argmax(y))], taken)
+            if taken is not None:
+                taken = np.vstack([taken, xq[None]])
             out.append(Proposal(xq, Provenance("kernel", round=round, predicted=value,
                                                reference=float(pool.y[pool.best_index()]))))
             if len(out) < n:
@@ -125,9 +133,10 @@ class KernelSearch:
         self.members.condition(*data)
         return data, max(best, float(mean.max()))
 
-    def _maximize(self, best: float, incumbent: np.ndarray) -> tuple[np.ndarray, float]:
+    def _maximize(self, best: float, incumbent: np.ndarray, taken: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """The maximizer of the mixture log EI: the best of ``candidates`` Sobol points and of the incumbent,
-        each climbed by Adam with a step that shrinks from 0.05 to 1e-4 (in the unit cube)."""
+        each climbed by Adam with a step that shrinks from 0.05 to 1e-4 (in the unit cube); not one of the points
+        ``taken`` (if given): then the best climbed point elsewhere, else the best candidate elsewhere."""
         cfg = self.cfg
         raw = qmc.Sobol(self.dim, scramble=True, seed=self.seed + 7727 * self.fits).random(cfg.candidates)
         if self.space is not None:
@@ -153,6 +162,16 @@ class KernelSearch:
         i = int(torch.argmax(final))
         if not torch.isfinite(x[i]).all():  # a degenerate fit (e.g. values near 1e308): a candidate instead
             return raw[0].copy(), float("-inf")
+        if taken is not None and not distinct(x[i].numpy()[None], taken, SAME)[0]:
+            free = distinct(x.numpy(), taken, SAME)
+            if free.any():
+                i = int(torch.argmax(torch.where(torch.as_tensor(free), final, -torch.inf)))
+            else:
+                free = distinct(raw, taken, SAME)
+                with torch.no_grad():
+                    scores = torch.where(torch.as_tensor(free), score, -torch.inf)
+                j = int(torch.argmax(scores))
+                return raw[j].copy(), float(scores[j])
         return x[i].numpy().copy(), float(final[i])
 
     def _settle(self, climbed: np.ndarray, best: float) -> tuple[np.ndarray, float]:

@@ -65,6 +65,9 @@ class NetworkProposer(Proposer):
         s = self.cfg.search
         if not self.designed:
             self.designed = True
+            if int(ledger.pool.ok.sum()) >= self.design_size:  # told enough evaluations made elsewhere (a study
+                self.n_design = 0  # resumed, a warm start): they are the design, and no repeat follows either
+                return self.plan(ledger)
             return [Proposal(x, Provenance("initial")) for x in initial_design(self.n_design, self.dim,
                                                                                 s.init_design, self.seed)]
         if "initial" in ledger.pending_sources() and self._designs_told(ledger) < self.design_size:
