@@ -11,7 +11,8 @@ from typing import Any
 
 _LAZY = {"EvaluationError": "loop", "Optimizer": "optimizer", "Result": "synchronous", "optimize": "synchronous",
          "Problem": "problems", "make_problem": "problems", "Float": "space", "Int": "space",
-         "Categorical": "space", "Space": "space"}
+         "Categorical": "space", "Space": "space", "UnsafeCheckpointError": "checkpoint",
+         "plot_convergence": "visualization", "plot_lineage": "visualization", "plot_comparison": "visualization"}
 
 
 def __getattr__(name: str) -> Any:
@@ -24,5 +25,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["EvaluationError", "Optimizer", "Result", "optimize", "Problem", "make_problem", "Float", "Int",
-           "Categorical", "Space"]
+           "Categorical", "Space", "UnsafeCheckpointError", "plot_convergence", "plot_lineage", "plot_comparison"]
 __version__ = "0.1.0"

@@ -21,7 +21,6 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 from .checkpoint import UnsafeCheckpointError
 from .config import AppConfig, ProblemConfig, check_budget, check_seed
@@ -30,6 +29,7 @@ from .loop import run as run_loop
 from .optimizer import Optimizer
 from .plots import convergence_plot, lineage_plot
 from .problems import Problem, from_callable, import_function, make_problem, noisy
+from .progress import Progress
 from .remote import Objective
 from .space import Space
 from .tracking import Tracker, default_uri, prepare_store, recorded_run
@@ -40,8 +40,20 @@ log = logging.getLogger("nes_ensemble")  # app.log in the run directory (conf/co
 CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
 
 
+CALLABLE_ONLY = {"fn": "", "bounds": None, "space": None, "batched": False, "direction": "maximize", "optimum": None}
+
+
 def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
-    """The configured problem: a built-in one by name, or the user's function for ``callable``."""
+    """The configured problem: a built-in one by name, or the user's function for ``callable``. A setting that
+    does not apply to the chosen problem is refused rather than ignored."""
+    if cfg.name != "callable":
+        given = [k for k, default in CALLABLE_ONLY.items() if cfg.get(k) != default]
+        if cfg.name != "read_cluster":
+            given += [k for k, default in (("workload", "steady"), ("typed", False)) if cfg.get(k) != default]
+        if given:
+            owner = "read_cluster" if given[0] in ("workload", "typed") else "callable"
+            raise ValueError(f"problem.{given[0]} does not apply to problem={cfg.name} (it has its own); it is a "
+                             f"setting of problem={owner}")
     if cfg.name == "callable":
         if not cfg.fn:
             raise ValueError("problem=callable needs problem.fn=package.module.function")
@@ -62,7 +74,10 @@ def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
 
 def run_name(cfg: DictConfig, problem: Problem) -> str:
     """The MLflow run name: ``tracking.run_name``, else what the run is, e.g. nes-hartmann6-k10-s3."""
-    return cfg.tracking.run_name or f"{cfg.strategy.name}-{problem.name}-k{cfg.ensemble.members}-s{cfg.seed}"
+    from .ensemble import NETWORK_STRATEGIES
+
+    members = f"-k{cfg.ensemble.members}" if cfg.strategy.name in NETWORK_STRATEGIES else ""  # a population's size
+    return cfg.tracking.run_name or f"{cfg.strategy.name}-{problem.name}{members}-s{cfg.seed}"
 
 
 CHECKPOINT, JOURNAL, CONFIG = "checkpoint.pt", "evaluations.jsonl", "config.yaml"
@@ -289,8 +304,7 @@ class _Report:
         self.cfg, self.problem, self.opt, self.run_dir, self.tracker = cfg, problem, opt, run_dir, tracker
         self.checkpoint = os.path.join(run_dir, CHECKPOINT)
         self.start = time.perf_counter() - (opt.seconds if cfg.resume else 0.0)
-        self.bar = tqdm(total=cfg.budget, initial=opt.n_evaluations, desc=run_name(cfg, problem), unit="eval",
-                        disable=not cfg.progress, dynamic_ncols=True, file=sys.stderr)
+        self.bar = Progress(cfg.budget, run_name(cfg, problem), opt.n_evaluations) if cfg.progress else None
         self.metrics = open(os.path.join(run_dir, METRICS), "a")
         self.storage_error: OSError | None = None
 
@@ -308,8 +322,8 @@ class _Report:
         metrics.update(_known_truth(self.problem, opt))
         metrics["evaluations_per_second"] = opt.n_evaluations / max(opt.seconds, 1e-9)
         metrics["elapsed_seconds"] = opt.seconds
-        self.bar.update(opt.n_evaluations - self.bar.n)
-        self.bar.set_postfix(best=f"{metrics['best_y']:.5g}")
+        if self.bar is not None:
+            self.bar.update(opt.n_evaluations, metrics["best_y"] if np.isfinite(metrics["best_y"]) else None)
         self.metrics.write(json.dumps({"evaluations": opt.n_evaluations, **metrics}, default=float) + "\n")
         self.metrics.flush()
         log.info("%d of %d evaluations, best %.6g%s", opt.n_evaluations, self.cfg.budget, metrics["best_y"],
@@ -319,7 +333,8 @@ class _Report:
 
     def close(self, status: str) -> float:
         """Write everything the run leaves behind; returns its wall time in seconds."""
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
         try:
             self.metrics.close()
         except OSError as err:
@@ -478,6 +493,33 @@ def _hydra_main(cfg: DictConfig) -> float:
     logging.raiseExceptions = False  # app.log on a full disk: lose the log line, not the run (nor print a traceback)
     run_dir = HydraConfig.get().runtime.output_dir
     try:
+        return _main_of(cfg, run_dir)
+    finally:
+        if cfg.resume or not os.path.exists(os.path.join(run_dir, CONFIG)):
+            _tidy(run_dir)
+
+
+def _tidy(folder: str) -> None:
+    """Remove a Hydra run folder that holds nothing of a run (a resume works in the run's own folder; a start refused
+    before its first evaluation leaves nothing worth keeping), and its date folder and outputs/ if now empty."""
+    try:
+        if not set(os.listdir(folder)) <= {".hydra", "app.log", ".lock"}:
+            return
+        import shutil
+
+        shutil.rmtree(folder)
+        parent = os.path.dirname(os.path.abspath(folder))
+        outputs = os.path.dirname(parent)
+        if os.path.basename(outputs) == "outputs" and not os.listdir(parent):
+            os.rmdir(parent)
+            if not os.listdir(outputs):
+                os.rmdir(outputs)
+    except OSError:
+        pass
+
+
+def _main_of(cfg: DictConfig, run_dir: str) -> float:
+    try:
         summary = run(cfg, run_dir, hydra.utils.get_original_cwd())
     except ValueError as err:  # a user error: one clear line, no traceback wall
         _say(f"nes_ensemble: error: {err}", logging.ERROR)
@@ -497,12 +539,7 @@ def _hydra_main(cfg: DictConfig) -> float:
 
 
 def main() -> None:
-    """The console script ``nes-ensemble`` (the same as ``python -m nes_ensemble``)."""
-    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):  # ours; Hydra's own help is --hydra-help
-        from .usage import text
-
-        print(text(), end="")
-        return
+    """The app's entry (``cli.main`` answers ``--help`` and loads it)."""
     own_errors = "HYDRA_FULL_ERROR" not in os.environ
     if own_errors:  # Hydra then raises what it would print with a traceback, and we say it in one line
         os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -12,7 +12,13 @@ import sys
 
 
 def main() -> None:
-    """Load the app with Ctrl-C held back, then run it (or stop, if Ctrl-C came meanwhile)."""
+    """Load the app with Ctrl-C held back, then run it (or stop, if Ctrl-C came meanwhile). ``--help`` is answered
+    before the libraries load: it reads the config dataclasses only."""
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):  # ours; Hydra's own help is --hydra-help
+        from .usage import text
+
+        print(text(), end="")
+        return
     asked: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
     try:

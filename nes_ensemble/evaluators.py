@@ -240,7 +240,7 @@ class RayPool:
         try:
             import ray
         except ImportError:
-            raise ValueError('evaluator=ray needs ray: pip install -e ".[ray]"') from None
+            raise ValueError('evaluator=ray needs ray: pip install "nes_ensemble[ray]"') from None
         self.ray = ray
         self.started = not ray.is_initialized()
         if self.started:

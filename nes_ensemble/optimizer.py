@@ -182,6 +182,12 @@ class Optimizer:
         return self.ledger.events
 
     @property
+    def done(self) -> bool:
+        """Whether the budget is spent (never, without a budget). ``ask`` still hands out points after it, for a
+        run that goes on; a loop of its own stops on ``done``."""
+        return bool(self.cfg.budget) and self.n_evaluations >= self.cfg.budget
+
+    @property
     def n_evaluations(self) -> int:
         """Evaluations told so far, failed ones included."""
         return len(self.ledger)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,6 +14,17 @@ import pandas as pd  # noqa: E402
 
 def convergence_plot(history: pd.DataFrame, optimum: float | None, path: str, title: str = "",
                      sign: float = 1.0) -> str:
+    """``convergence_figure`` saved to ``path`` (returned)."""
+    return _saved(convergence_figure(history, optimum, title, sign), path)
+
+
+def _saved(fig: Any, path: str) -> str:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def convergence_figure(history: pd.DataFrame, optimum: float | None, title: str = "", sign: float = 1.0) -> Any:
     """Best value so far against evaluations (and simple regret on a log scale when the optimum is known).
 
     ``optimum`` is in the maximization convention; ``sign`` is -1 when the history's y are minimized.
@@ -34,12 +47,15 @@ def convergence_plot(history: pd.DataFrame, optimum: float | None, path: str, ti
         axes[0, 1].set_ylabel("simple regret")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def lineage_plot(events: list[dict], path: str, title: str = "", evaluations: int | None = None) -> str:
+    """``lineage_figure`` saved to ``path`` (returned)."""
+    return _saved(lineage_figure(events, title, evaluations), path)
+
+
+def lineage_figure(events: list[dict], title: str = "", evaluations: int | None = None) -> Any:
     """The family tree: one lane per member over evaluations, forks and merges as edges coloured by fitness.
 
     Members are thick grey lanes from birth to their end (replaced, or the run's end), labelled ``m3``, or
@@ -77,9 +93,7 @@ def lineage_plot(events: list[dict], path: str, title: str = "", evaluations: in
     ax.set_title(title or "lineage")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="fork fitness (-holdout error)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 class _Tree:

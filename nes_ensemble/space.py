@@ -128,8 +128,10 @@ class Float:
         return (((np.log(values) if self.log else values) - lo) / (hi - lo))[:, None]
 
     def decode(self, u: np.ndarray) -> np.ndarray:
-        """Values [m] of its unit columns u [m, 1]."""
-        return np.clip(self._relaxed(u), self.low, self.high)
+        """Values [m] of its unit columns u [m, 1], to 15 significant digits: a value told (0.5) comes back as told,
+        not as the last bits of its round trip through the unit cube (0.5000000000000002)."""
+        v = np.clip(self._relaxed(u), self.low, self.high)
+        return np.array([float(f"{a:.15g}") for a in v.tolist()]) if v.size else v
 
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Its unit columns [m, 1] of values [m]; a value out of range is a ValueError naming ``name``."""

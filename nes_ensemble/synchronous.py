@@ -40,6 +40,7 @@ class Result:
     best_params: dict[str, Any] | None = None
     params: list[dict[str, Any]] | None = None
     mlflow_run: str | None = None  # the MLflow run's id, when ``optimize`` tracked the run
+    direction: str = "maximize"  # as optimize was asked
 
 
 class SettingFn:
@@ -116,18 +117,16 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
 
 
 class _Progress:
-    """A tqdm bar of evaluations with the best value so far, moved after every round."""
+    """The run's progress (a bar in a terminal, else a line every tenth of the budget), moved after every round."""
 
     def __init__(self, budget: int):
-        from tqdm import tqdm
+        from .progress import Progress
 
-        self.bar = tqdm(total=budget, unit="eval", dynamic_ncols=True)
+        self.bar = Progress(budget)
 
     def __call__(self, opt: Optimizer) -> None:
-        self.bar.update(opt.n_evaluations - self.bar.n)
         i = opt.pool.best_index()
-        if i is not None:
-            self.bar.set_postfix(best=f"{opt.sign * opt.pool.y[i]:.6g}", refresh=False)
+        self.bar.update(opt.n_evaluations, None if i is None else float(opt.sign * opt.pool.y[i]))
 
     def close(self) -> None:
         """Leave the bar as it ended."""
@@ -170,7 +169,8 @@ class _Tracked:
         self.tracker = Tracker(default_uri(os.getcwd(), settings.uri), settings.experiment,
                                settings.run_name or f"{strategy}-{name}-s{opt.seed}", params,
                                {"strategy": strategy, "problem": name, "source": "optimize"}, run_dir=self.folder,
-                               all_forks=settings.all_forks, results="the run's results are in the Result optimize returns")
+                               all_forks=settings.all_forks,
+                               results="the run's results are in the Result optimize returns")
 
     def __call__(self, opt: Optimizer) -> None:
         if self.tracker is None:
@@ -205,6 +205,7 @@ def result_of(opt: Optimizer, start: float) -> Result:
     if isinstance(opt.box, Space):
         best_x = None if best is None else opt.box.accept(best)[0]
         return Result(best_x, best_y, X, opt.sign * opt.pool.y, opt.history(), list(opt.events),
-                      time.perf_counter() - start, best, opt.box.present(X) if len(X) else [])
+                      time.perf_counter() - start, best, opt.box.present(X) if len(X) else [],
+                      direction=opt.direction)
     return Result(best, best_y, X, opt.sign * opt.pool.y, opt.history(), list(opt.events),
-                  time.perf_counter() - start)
+                  time.perf_counter() - start, direction=opt.direction)

@@ -104,7 +104,8 @@ def small_disk(tmp_path):
     """A 400 KB file system of its own (tmpfs; skipped where this process may not mount one)."""
     folder = tmp_path / "disk"
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True).returncode:
+    mount = ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     yield folder
     subprocess.run(["umount", "-l", str(folder)], capture_output=True)

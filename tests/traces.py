@@ -31,7 +31,9 @@ REFERENCE = HERE / "reference" / "traces.json"
 CHECKPOINTS = HERE / "reference" / "checkpoints"
 # one code path for torch (ATen), MKL, OpenBLAS and numpy, whatever the CPU offers beyond AVX2
 PINNED_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
-              "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR",
+              # (numpy 2.4 calls AVX-512 X86_V4; the other names are those of earlier versions)
+              "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL "
+                                          "AVX512_SPR",
               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 LIBRARIES = ("torch", "numpy", "scipy", "evotorch", "optuna")
 

@@ -19,7 +19,7 @@ from typing import Any
 try:
     import optuna  # noqa: F401
 except ImportError:
-    raise ImportError('NESSampler needs Optuna: pip install -e ".[optuna]" (or pip install optuna)') from None
+    raise ImportError('NESSampler needs Optuna: pip install "nes_ensemble[optuna]" (or pip install optuna)') from None
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.search_space import IntersectionSearchSpace

@@ -302,4 +302,4 @@ def require(name: str) -> Any:
         return __import__(module)
     except ImportError:
         raise ValueError(f"strategy={name} needs {module}: install the optional extra with "
-                         f"pip install -e \".[baselines]\"") from None
+                         f"pip install \"nes_ensemble[baselines]\"") from None

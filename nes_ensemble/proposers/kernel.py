@@ -35,7 +35,6 @@ from ..recommendation import noise_seen
 from ..search import distinct, initial_design
 from ..targets import poisson_weights, standardized, train_targets
 
-
 SAME = 1e-7  # points closer than this (unit cube) are one point: evaluating it again tells nothing new
 
 
@@ -133,7 +132,8 @@ class KernelSearch:
         self.members.condition(*data)
         return data, max(best, float(mean.max()))
 
-    def _maximize(self, best: float, incumbent: np.ndarray, taken: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    def _maximize(self, best: float, incumbent: np.ndarray,
+                  taken: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """The maximizer of the mixture log EI: the best of ``candidates`` Sobol points and of the incumbent,
         each climbed by Adam with a step that shrinks from 0.05 to 1e-4 (in the unit cube); not one of the points
         ``taken`` (if given): then the best climbed point elsewhere, else the best candidate elsewhere."""
