@@ -226,6 +226,8 @@ def _open(cfg: DictConfig, problem: Problem, run_dir: str) -> Optimizer:
     checkpoint = os.path.join(run_dir, CHECKPOINT)
     if cfg.resume:
         opt = _load(cfg, problem, run_dir)
+        if cfg.problem.name != "callable" and opt.direction != _direction(problem):
+            problem.sign = -problem.sign  # a run of 0.1 maximized a minimized test function's negation: go on so
         _check_unedited(cfg, problem, opt, run_dir)
         if opt.n_evaluations > cfg.budget:
             raise ValueError(f"resume={run_dir} budget={cfg.budget}: the run holds {opt.n_evaluations} evaluations "
@@ -307,6 +309,18 @@ class _Report:
         self.bar = Progress(cfg.budget, run_name(cfg, problem), opt.n_evaluations) if cfg.progress else None
         self.metrics = open(os.path.join(run_dir, METRICS), "a")
         self.storage_error: OSError | None = None
+        self.steps: list[int] = []  # the evaluations at which rounds ended
+
+    def _gaps(self) -> tuple[list[int], list[float]]:
+        """log10 of (the run's best - the best so far) after each round, in the maximized sense."""
+        best = self.opt.pool.y
+        ok = np.where(np.isfinite(best), best, -np.inf)
+        so_far = np.maximum.accumulate(ok) if len(ok) else ok
+        final = float(so_far[-1]) if len(so_far) else -np.inf
+        steps = [int(s) for s in self.steps if 0 < s <= len(so_far)]
+        gaps = [float(np.log10(max(final - so_far[s - 1], 1e-12))) if np.isfinite(so_far[s - 1]) else float("nan")
+                for s in steps]
+        return steps, gaps
 
     def written(self) -> list[str]:
         """The files a run leaves that hold its evaluations and settings."""
@@ -315,6 +329,7 @@ class _Report:
     def after_round(self, opt: Optimizer) -> None:
         """Checkpoint, progress and tracking after a round of evaluations."""
         opt.seconds = time.perf_counter() - self.start
+        self.steps.append(opt.n_evaluations)
         opt.save(self.checkpoint)
         if self.tracker is not None:
             self.tracker.log_events(opt.events)
@@ -350,6 +365,8 @@ class _Report:
         if self.tracker is not None:
             self.tracker.log_events(opt.events)
             self.tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
+            if self.problem.optimum_value is None:  # the regret's stand-in: the gap to the best this run saw
+                self.tracker.log_series("log10_gap_to_best", *self._gaps())
             self.tracker.log_artifacts(artifacts)
             self.tracker.finish(status)
         return seconds
@@ -415,11 +432,20 @@ def _write_summary(cfg: DictConfig, problem: Problem, run_dir: str, mlflow_run: 
 def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str) -> Tracker:
     """The MLflow run of this optimization: a new one, or on resume the interrupted run itself (its id is in
     the run directory's mlflow_run.json, which the tracker writes)."""
-    tags = {"hydra.overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
-            "run_dir": run_dir, "problem": problem.name, "strategy": cfg.strategy.name}
+    from .sweep import sweep_id
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    tags = {"hydra.overrides": " ".join(overrides), "run_dir": run_dir, "problem": problem.name,
+            "strategy": cfg.strategy.name}
+    name = run_name(cfg, problem)
     if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
-        tags["sweep_dir"] = HydraConfig.get().sweep.dir
-    return Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, run_name(cfg, problem),
+        folder = os.path.abspath(os.path.join(hydra.utils.get_original_cwd(), HydraConfig.get().sweep.dir))
+        tags["sweep_dir"], tags["sweep_id"] = folder, sweep_id(folder)
+        if not cfg.tracking.run_name:  # the job's own settings beyond those the name says, so jobs differ by name
+            said = ("strategy=", "seed=", "problem=", "problem.dim=", "progress=", "tracking", "hydra.")
+            extra = [o for o in overrides if not o.startswith(said)]
+            name = " ".join([name, *extra])[:250]
+    return Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, name,
                    OmegaConf.to_container(cfg, resolve=True), tags, run_dir=run_dir, resume=bool(cfg.resume),
                    all_forks=cfg.tracking.all_forks)
 
@@ -451,6 +477,7 @@ def _known_truth(problem: Problem, opt: Optimizer) -> dict[str, float]:
     out = {}
     if best_x is not None and problem.optimum_value is not None:
         out["regret"] = problem.regret(best_x)
+        out["log10_regret"] = float(np.log10(max(out["regret"], 1e-12)))  # tells runs apart once all are near 0
     if best_x is not None and problem.optimizers is not None:
         out["distance"] = problem.distance(best_x)
     return out

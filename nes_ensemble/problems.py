@@ -27,7 +27,7 @@ class Problem:
     optimum_value: float | None = None
     optimizers: np.ndarray | None = None  # [j, n]: every known maximizer
     noise_std: float = 0.0
-    sign: float = 1.0  # -1 when the user's objective is minimized: fn returns its negation
+    sign: float = 1.0  # -1 when the objective is minimized (a user's, or a test function's): fn returns its negation
     space: Any = None  # a named Space: fn then takes its encoded points (bounds are its unit cube)
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0), repr=False)
 
@@ -97,7 +97,7 @@ def branin() -> Problem:
         return -(a * (x2 - b * x1 ** 2 + c * x1 - r) ** 2 + s * (1 - t) * np.cos(x1) + s)
 
     opt = np.array([[-math.pi, 12.275], [math.pi, 2.275], [9.42478, 2.475]])
-    return Problem("branin", f, np.array([[-5.0, 10.0], [0.0, 15.0]]), -0.39788735772973816, opt)
+    return Problem("branin", f, np.array([[-5.0, 10.0], [0.0, 15.0]]), -0.39788735772973816, opt, sign=-1.0)
 
 
 def ackley(dim: int = 10) -> Problem:
@@ -107,7 +107,7 @@ def ackley(dim: int = 10) -> Problem:
         a = -20 * np.exp(-0.2 * np.sqrt(np.mean(x ** 2, axis=1)))
         return -(a - np.exp(np.mean(np.cos(2 * math.pi * x), axis=1)) + 20 + math.e)
 
-    return Problem(f"ackley{dim}", f, _box(-32.768, 32.768, dim), 0.0, np.zeros((1, dim)))
+    return Problem(f"ackley{dim}", f, _box(-32.768, 32.768, dim), 0.0, np.zeros((1, dim)), sign=-1.0)
 
 
 def levy(dim: int = 10) -> Problem:
@@ -120,7 +120,7 @@ def levy(dim: int = 10) -> Problem:
         tail = (w[:, -1] - 1) ** 2 * (1 + np.sin(2 * math.pi * w[:, -1]) ** 2)
         return -(head + mid + tail)
 
-    return Problem(f"levy{dim}", f, _box(-10, 10, dim), 0.0, np.ones((1, dim)))
+    return Problem(f"levy{dim}", f, _box(-10, 10, dim), 0.0, np.ones((1, dim)), sign=-1.0)
 
 
 def rosenbrock(dim: int = 10) -> Problem:
@@ -129,7 +129,7 @@ def rosenbrock(dim: int = 10) -> Problem:
     def f(x: np.ndarray) -> np.ndarray:
         return -np.sum(100 * (x[:, 1:] - x[:, :-1] ** 2) ** 2 + (x[:, :-1] - 1) ** 2, axis=1)
 
-    return Problem(f"rosenbrock{dim}", f, _box(-5, 10, dim), 0.0, np.ones((1, dim)))
+    return Problem(f"rosenbrock{dim}", f, _box(-5, 10, dim), 0.0, np.ones((1, dim)), sign=-1.0)
 
 
 def rastrigin(dim: int = 10) -> Problem:
@@ -138,7 +138,7 @@ def rastrigin(dim: int = 10) -> Problem:
     def f(x: np.ndarray) -> np.ndarray:
         return -(10 * dim + np.sum(x ** 2 - 10 * np.cos(2 * math.pi * x), axis=1))
 
-    return Problem(f"rastrigin{dim}", f, _box(-5.12, 5.12, dim), 0.0, np.zeros((1, dim)))
+    return Problem(f"rastrigin{dim}", f, _box(-5.12, 5.12, dim), 0.0, np.zeros((1, dim)), sign=-1.0)
 
 
 def styblinski_tang(dim: int = 10) -> Problem:
@@ -148,7 +148,7 @@ def styblinski_tang(dim: int = 10) -> Problem:
         return -0.5 * np.sum(x ** 4 - 16 * x ** 2 + 5 * x, axis=1)
 
     x_star = np.full((1, dim), -2.903534027771178)
-    return Problem(f"styblinski_tang{dim}", f, _box(-5, 5, dim), 39.16616570377142 * dim, x_star)
+    return Problem(f"styblinski_tang{dim}", f, _box(-5, 5, dim), 39.16616570377142 * dim, x_star, sign=-1.0)
 
 
 PROBLEMS: dict[str, Callable[..., Problem]] = {

@@ -20,6 +20,7 @@ class Progress:
             self.bar = tqdm(total=budget, initial=initial, desc=desc or None, unit="eval", dynamic_ncols=True,
                             file=self.file)
         self.said = self._tenth(initial)
+        self.shown, self.best = initial, None
 
     def _tenth(self, n: int) -> int:
         return 10 * n // max(self.budget, 1)
@@ -32,15 +33,21 @@ class Progress:
                 self.bar.set_postfix(best=f"{best:.6g}", refresh=False)
         elif self._tenth(n) > self.said or (n >= self.budget > self.n):
             self.said = self._tenth(n)
-            shown = "none yet" if best is None else f"{best:.6g}"
-            print(f"{self.desc + ': ' if self.desc else ''}{n}/{self.budget} evaluations, best {shown}",
-                  file=self.file, flush=True)
-        self.n = n
+            self._line(n, best)
+        self.n, self.best = n, best
+
+    def _line(self, n: int, best: float | None) -> None:
+        shown = "none yet" if best is None else f"{best:.6g}"
+        print(f"{self.desc + ': ' if self.desc else ''}{n}/{self.budget} evaluations, best {shown}", file=self.file,
+              flush=True)
+        self.shown = n
 
     def close(self) -> None:
-        """Leave the bar as it ended."""
+        """Leave the bar as it ended (outside a terminal: a last line, if the run stopped between two)."""
         if self.bar is not None:
             self.bar.close()
+        elif self.n > self.shown:
+            self._line(self.n, self.best)
 
 
 def _is_terminal(file: TextIO) -> bool:

@@ -11,6 +11,7 @@ nes_ensemble.sweep FOLDER`` summarizes a folder by hand; ``experiments/compare.p
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import sys
@@ -129,6 +130,14 @@ def plot(jobs: pd.DataFrame, path: str) -> str:
     return path
 
 
+def sweep_id(folder: str) -> str:
+    """The tag that selects a sweep's jobs and its summary run in MLflow (``tags.sweep_id = '...'``): the sweep
+    folder's date and time (Hydra's multirun/DATE/TIME) and a short hash of its full path, so no two differ."""
+    folder = os.path.abspath(folder)
+    stamp = "_".join(os.path.normpath(folder).split(os.sep)[-2:])
+    return f"{stamp}-{hashlib.sha1(folder.encode()).hexdigest()[:6]}"
+
+
 def markdown(df: pd.DataFrame) -> str:
     """The table as Markdown (what the summary run's description and summary.md show)."""
     return df.to_markdown(index=False, floatfmt=".4g")
@@ -157,9 +166,10 @@ def record(df: pd.DataFrame, paths: list[str], folder: str, uri: str, experiment
 
     measure = "median regret" if "median regret" in df else "median best"
     strategies, problems = ",".join(sorted(df.strategy.unique())), ",".join(sorted(df.problem.unique()))
-    tracker = Tracker(uri, experiment, f"sweep of {strategies} on {problems}"[:80],
+    ident = sweep_id(folder)
+    tracker = Tracker(uri, experiment, f"sweep {ident}: {strategies} on {problems}"[:120],
                       {"strategies": strategies, "problems": problems, "sweep_dir": folder},
-                      {"kind": "sweep_summary", "sweep_dir": folder,
+                      {"kind": "sweep_summary", "sweep_dir": folder, "sweep_id": ident,
                        "mlflow.note.content": (text or markdown(df))[:5000]}, run_dir=folder, lineage=False)
     key = measure.replace(" ", "_")
     for n, rows in df.groupby("evaluations"):

@@ -73,9 +73,21 @@ def store_problem(uri: str) -> str:
 
 
 def _experiment_id(client: Any, name: str) -> str:
-    """The id of the experiment ``name``, created if it does not exist (call it holding ``store_lock``)."""
+    """The id of the experiment ``name``, created with a description if it does not exist (call it holding
+    ``store_lock``)."""
     exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp else client.create_experiment(name)
+    if exp:
+        return exp.experiment_id
+    lineage = name.endswith("-lineage")
+    text = (f"The family trees of the optimization runs of experiment {name.removesuffix('-lineage')}: under each "
+            "optimization's run, its members (m0, m1, ...; 'copy of' a strong member that replaced a weak one), and "
+            "under each member the forks merged back into it, named by generation, NES weight, fitness and id. "
+            "Click + beside a run to open its tree." if lineage else
+            "Optimizations by nes_ensemble: one run per optimization (a sweep gives one per job, tagged sweep_id, "
+            "and a summary run with the same tag). Metrics are logged with step = evaluations so far: best_y, "
+            "regret and log10_regret where the optimum is known (chart log10_regret to tell strategies apart), "
+            f"surrogate_error, generation, ... The family trees are in experiment {lineage_experiment(name)}.")
+    return client.create_experiment(name, tags={"mlflow.note.content": text})
 
 
 def _quiet_mlflow() -> None:
@@ -142,12 +154,16 @@ def member_run_name(event: Mapping[str, Any]) -> str:
     return f"m{event['id']}"
 
 
-def fork_run_name(fork: int, generation: int, weight: float) -> str:
-    """A merged fork's run name, nested under its parent's run, at most about 11 characters so that the UI shows it
-    whole at that depth: generation first, so a parent's forks read in order, then the NES weight it was merged
-    back with and its id, e.g. ``g2 w.73 m13`` (``w1``: it took the whole update)."""
+def fork_run_name(fork: int, generation: int, weight: float, fitness: float | None = None) -> str:
+    """A merged fork's run name, nested under its parent's run, short enough that the UI shows it whole at that
+    depth: generation first, so a parent's forks read in order, then the NES weight it was merged back with, its
+    fitness (minus its holdout error, 2 digits) and its id, e.g. ``g2 w.73 f-.031 m13`` (``w1``: the whole
+    update)."""
     shown = f"{weight:.2f}".rstrip("0").rstrip(".").removeprefix("0") or "0"
-    return f"g{generation} w{shown} m{fork}"
+    fit = ""
+    if fitness is not None and math.isfinite(fitness):
+        fit = " f" + f"{fitness:.2g}".replace("0.", ".", 1)
+    return f"g{generation} w{shown}{fit} m{fork}"
 
 
 def _description(event: Mapping[str, Any], weight: float | None = None, fitness: float | None = None) -> str:
@@ -235,8 +251,14 @@ class Tracker:
             self._send("events", events=events[self._sent:])
             self._sent = len(events)
 
+    def log_series(self, name: str, steps: list[int], values: list[float]) -> None:
+        """One metric at many steps at once (a curve known only at the end of the run)."""
+        pairs = [(int(s), float(v)) for s, v in zip(steps, values) if v is not None and math.isfinite(float(v))]
+        self._send("series", name=name, steps=[p[0] for p in pairs], values=[p[1] for p in pairs])
+
     def log_artifacts(self, paths: list[str]) -> None:
-        """Files to attach to the optimization run (missing ones are skipped)."""
+        """Files to attach to the optimization run (missing ones are skipped); its description then shows the plots
+        among them."""
         self._send("artifacts", paths=[os.path.abspath(p) for p in paths if os.path.exists(p)])
 
     def finish(self, status: str = "FINISHED") -> None:
@@ -278,6 +300,7 @@ class _Writer:
         self.known: set[int] = set()  # every member or fork id that has a run (a resumed run re-sends its events)
         self.merged: set[tuple[int, int]] = set()  # (member, generation) of the merges written
         self.forks: dict[int, dict] = {}  # fork id -> its fork event, until its merge
+        self.runs_start: dict[str, int] = {}  # run id -> its start time (ms), which orders the UI's lists
         self.all_forks = False
         self._failed = False
 
@@ -327,11 +350,13 @@ class _Writer:
         experiment, run_name = tree["experiment"], tree["run_name"]
         with store_lock(tree["uri"]):
             self.tree_experiment = _experiment_id(self.client, lineage_experiment(experiment))
-        self.lineage_id = self.client.create_run(self.tree_experiment, run_name=run_name, tags={
+        self.lineage_id = self.client.create_run(self.tree_experiment, run_name=run_name, start_time=int(
+            time.time() * 1000), tags={
             "optimization_run": self.run_id, "kind": "optimization",
             "mlflow.note.content": f"Family tree of the optimization run {run_name} ({self.run_id}) of "
                                    f"experiment {experiment}: its members, and the forks merged back into them."}
         ).info.run_id
+        self.runs_start[self.lineage_id] = self.client.get_run(self.lineage_id).info.start_time
         self.client.set_tag(self.run_id, "mlflow.note.content",
                             f"Family tree (members, forks, merges): [{run_name} in experiment "
                             f"{lineage_experiment(experiment)}](#/experiments/{self.tree_experiment}/runs/"
@@ -348,7 +373,8 @@ class _Writer:
                          "run_name": run.info.run_name, "record": record}
             return
         self.lineage_id = lineage_id
-        self.tree_experiment = self.client.get_run(lineage_id).info.experiment_id
+        root = self.client.get_run(lineage_id).info
+        self.tree_experiment, self.runs_start[lineage_id] = root.experiment_id, root.start_time
         self.client.update_run(lineage_id, status="RUNNING")
         for run in self.client.search_runs([self.tree_experiment], f"tags.optimization_run = '{run_id}'",
                                            max_results=50000):
@@ -358,6 +384,7 @@ class _Writer:
             self.known.add(member)
             self.merged.update((member, int(key.rsplit("generation", 1)[1])) for key in run.data.tags
                                if key.startswith("merge.generation"))
+            self.runs_start[run.info.run_id] = run.info.start_time
             if run.data.tags.get("kind") != "fork" and run.info.status != "FINISHED":  # alive when it stopped
                 self.members[member] = run.info.run_id
                 self.client.update_run(run.info.run_id, status="RUNNING")
@@ -368,7 +395,7 @@ class _Writer:
             return
         op = message.pop("op")
         handler = {"start": self.start, "metrics": self.log_metrics, "events": self.log_events,
-                   "artifacts": self.log_artifacts, "finish": self.finish}[op]
+                   "series": self.log_series, "artifacts": self.log_artifacts, "finish": self.finish}[op]
         try:
             handler(**message)
         except Exception as err:  # any store error: report once, keep quiet after
@@ -388,10 +415,24 @@ class _Writer:
         for event in events:
             self._event(event)
 
+    def log_series(self, name: str, steps: list[int], values: list[float]) -> None:
+        now = int(time.time() * 1000)
+        metrics = [self._Metric(name, v, now, s) for s, v in zip(steps, values)]
+        for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(self.run_id, metrics=metrics[i:i + 1000])
+
     def log_artifacts(self, paths: list[str]) -> None:
-        """Attach the files to the run."""
+        """Attach the files to the run, and show its plots in its description (the UI renders it as Markdown; the
+        images come from the tracking server's artifact route)."""
         for path in paths:
             self.client.log_artifact(self.run_id, path)
+        plots = [os.path.basename(p) for p in paths if p.endswith(".png")]
+        if plots:
+            note = self.client.get_run(self.run_id).data.tags.get("mlflow.note.content", "")
+            shown = "\n\n".join(f"![{name}](get-artifact?path={name}&run_uuid={self.run_id})" for name in plots
+                                  if f"path={name}&" not in note)
+            if shown:
+                self.client.set_tag(self.run_id, "mlflow.note.content", (note + "\n\n" + shown).strip()[:5000])
 
     def finish(self, status: str) -> None:
         for run in self.members.values():
@@ -401,7 +442,10 @@ class _Writer:
         self.client.set_terminated(self.run_id, status)
         self.members.clear()
 
-    def _new_run(self, event: dict, parent_run: str, name: str, description: str, kind: str) -> str:
+    def _new_run(self, event: dict, parent_run: str, name: str, description: str, kind: str,
+                 order: int | None = None) -> str:
+        """A member's or fork's run; ``order`` is its start time (ms), set so that the UI, which lists the newest
+        first, lists a population's members and a member's forks in the order they came (m0 first, g1 first)."""
         self.known.add(event["id"])
         tags = {"mlflow.parentRunId": parent_run, "optimization_run": self.run_id, "member_id": str(event["id"]),
                 "parent_id": str(event.get("parent")), "generation": str(event["generation"]),
@@ -409,7 +453,8 @@ class _Writer:
                 "mlflow.note.content": description}
         if "replaced" in event:
             tags["replaced"] = str(event["replaced"])
-        run = self.client.create_run(self.tree_experiment, run_name=name, tags=tags).info.run_id
+        run = self.client.create_run(self.tree_experiment, run_name=name, tags=tags, start_time=order).info.run_id
+        self.runs_start[run] = order if order is not None else int(time.time() * 1000)
         keys = ("width", "depth", "lr", "weight_decay", "sparsity", "wider")
         self.client.log_batch(run, params=[self._Param(k, str(event[k])) for k in keys if k in event])
         return run
@@ -419,9 +464,11 @@ class _Writer:
         if kind in ("birth", "replace"):
             if self.lineage_id is None:
                 self._plant()
-            if event["id"] not in self.known:
+            if event["id"] not in self.known:  # (a later member is "older": the list reads m0, m1, ... down)
+                order = self.runs_start[self.lineage_id] - 1 - event["id"]
                 self.members[event["id"]] = self._new_run(event, self.lineage_id, member_run_name(event),
-                                                          _description(event), "copy" if kind == "replace" else kind)
+                                                          _description(event), "copy" if kind == "replace" else kind,
+                                                          order=order)
             if kind == "replace" and event["replaced"] in self.members:
                 self.client.set_terminated(self.members.pop(event["replaced"]), "FINISHED")
         elif kind == "fork":
@@ -450,12 +497,13 @@ class _Writer:
         for fork, weight, fitness in zip(forks, event["weights"], event["fork_fitness"]):
             if fork is None or fork["id"] in self.known or (weight <= 0 and not self.all_forks):
                 continue
-            run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight),
-                                _description(fork, weight, fitness), "fork")
+            run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight, fitness),
+                                _description(fork, weight, fitness), "fork",
+                                order=self.runs_start.get(parent, now) - fork["generation"])
             self.client.log_batch(run, metrics=[Metric("merge_weight", weight, now, step),
                                                 Metric("fitness", fitness, now, step)],
                                   tags=[self._RunTag("merged_into", str(event["id"]))])
-            self.client.set_terminated(run, "FINISHED")
+            self.client.set_terminated(run, "FINISHED", end_time=self.runs_start[run] + 1)
 
 
 @contextlib.contextmanager

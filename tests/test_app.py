@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -111,6 +112,7 @@ def test_lineage_is_a_tree_of_nested_mlflow_runs_in_its_own_experiment(tmp_path)
     by_run = {r.info.run_id: r for r in tree}
     merges = [e for e in events if e["event"] == "merge"]
     weights = {f: w for e in merges for f, w in zip(e["forks"], e["weights"])}
+    fitness = {f: v for e in merges for f, v in zip(e["forks"], e["fork_fitness"])}
     assert merges and 0 in weights.values() and any(w > 0 for w in weights.values())
     for e in events:
         run = runs.get(e["id"])
@@ -123,13 +125,25 @@ def test_lineage_is_a_tree_of_nested_mlflow_runs_in_its_own_experiment(tmp_path)
             parent = by_run[run.data.tags["mlflow.parentRunId"]]
             assert int(parent.data.tags["member_id"]) == e["parent"]
             assert run.data.metrics["merge_weight"] == weights[e["id"]] > 0
-            assert run.info.run_name == fork_run_name(e["id"], e["generation"], weights[e["id"]])
+            assert run.info.run_name == fork_run_name(e["id"], e["generation"], weights[e["id"]], fitness[e["id"]])
+            assert f" f{fitness[e['id']]:.2g}".replace("0.", ".", 1) in run.info.run_name  # the fork's fitness
             assert f"NES weight {weights[e['id']]:.2f}" in run.data.tags["mlflow.note.content"]
         elif e["event"] == "merge":
             detail = json.loads(run.data.tags[f"merge.generation{e['generation']}"])
             assert detail["forks"] == e["forks"] and detail["weights"] == e["weights"]
             assert run.data.metrics["fitness_after_merge"] is not None
     assert len({r.info.run_name for r in tree}) == len(tree)  # names unique within the optimization
+    # the UI lists the newest first: start times make members read m0, m1, ... and a member's forks g1, g2, ...
+    members = sorted((r for r in tree if r.data.tags.get("kind") == "birth"), key=lambda r: -r.info.start_time)
+    assert [int(r.data.tags["member_id"]) for r in members] == sorted(int(r.data.tags["member_id"]) for r in members)
+    forks = [r for r in tree if r.data.tags.get("kind") == "fork"]
+    for parent in {r.data.tags["mlflow.parentRunId"] for r in forks}:
+        mine = sorted((r for r in forks if r.data.tags["mlflow.parentRunId"] == parent),
+                      key=lambda r: -r.info.start_time)
+        assert [int(r.data.tags["generation"]) for r in mine] == sorted(int(r.data.tags["generation"]) for r in mine)
+    note = main.data.tags["mlflow.note.content"]
+    assert f"get-artifact?path=convergence.png&run_uuid={main.info.run_id}" in note and "lineage.png" in note
+    assert main.data.metrics["log10_regret"] == pytest.approx(np.log10(max(main.data.metrics["regret"], 1e-12)))
     assert {a.path for a in client.list_artifacts(main.info.run_id)} >= {
         "history.csv", "convergence.png", "lineage.json", "lineage.png", "config.yaml", "evaluations.jsonl",
         "metrics.jsonl"}

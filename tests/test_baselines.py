@@ -73,7 +73,7 @@ def test_optional_baseline_without_its_extra_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_optuna)
-    with pytest.raises(ValueError, match=r'strategy=tpe needs optuna: .*pip install -e "\.\[baselines\]"'):
+    with pytest.raises(ValueError, match=r'strategy=tpe needs optuna: .*pip install "nes_ensemble\[baselines\]"'):
         ne.optimize(sphere, BOUNDS, budget=10, strategy="tpe")
 
 

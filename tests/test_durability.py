@@ -42,6 +42,7 @@ def branin_logged(x):
 """
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     (tmp_path / "logged.py").write_text(LOGGED)
     problem = ["problem=callable", "problem.fn=logged.branin_logged", "problem.bounds=[[-5,10],[0,15]]",
@@ -96,7 +97,7 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
     assert tree(resumed[0]) == tree(reference) and len(tree(reference)) > 1  # went on, nothing twice
 
 
-@pytest.mark.slow  # (resume itself: test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one)
+@pytest.mark.slow  # (resume itself: test_a_run_whose_checkpoint_is_damaged_resumes_from_its_journal_...)
 def test_resume_extends_a_finished_run_to_a_new_budget_and_refuses_a_smaller_one(tmp_path):
     uri, run_dir = f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "run"
     fast = [a for a in FAST if not a.startswith("budget=")]
@@ -115,6 +116,7 @@ def test_resume_extends_a_finished_run_to_a_new_budget_and_refuses_a_smaller_one
     assert "budget: 26" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_run_folder_in_use_refuses_a_second_resume_in_one_line(tmp_path):
     from nes_ensemble.app import RunLock
 
@@ -206,6 +208,7 @@ def test_ctrl_c_while_the_run_starts_exits_130_without_a_traceback(delay, tmp_pa
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_second_ctrl_c_while_the_run_closes_exits_130_with_the_resume_hint(tmp_path):
     run_dir = tmp_path / "run"
     proc = _long_run(f"sqlite:///{tmp_path}/mlflow.db", run_dir, 15)
@@ -480,7 +483,8 @@ def _alive(pid):
         return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+                                 pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
 def test_a_run_on_worker_processes_stopped_by_a_signal_leaves_no_process_and_resumes_whole(sig, tmp_path):
     (tmp_path / "pids.py").write_text(PIDS)
     pids, run_dir = tmp_path / "pids.txt", tmp_path / "run"

@@ -59,6 +59,7 @@ TORCH_OBJECTIVE = """
 """
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_an_objective_that_uses_torch_threads_does_not_hang_in_a_worker(tmp_path):
     # a worker forked from the optimizer inherits torch's OpenMP state and hangs on its first parallel
     # op (checked: with start_method=fork this test fails at the timeout); the default starts clean workers
@@ -67,6 +68,7 @@ def test_an_objective_that_uses_torch_threads_does_not_hang_in_a_worker(tmp_path
     assert "evaluations 30" in done.stdout
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_script_without_a_main_guard_gets_an_error_that_says_so(tmp_path):
     done = _run_script(tmp_path, """
         import numpy as np
@@ -153,6 +155,7 @@ def _slow_on_the_right(x):
     return sphere(x)
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_processes_enforce_the_time_limit_and_a_hanging_objective_does_not_hang_the_run():
     start = time.monotonic()
     result = ne.optimize(_slow_on_the_right, [(0, 1)] * 2, budget=16, seed=0, evaluator="processes", n_workers=2,

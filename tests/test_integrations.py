@@ -29,6 +29,7 @@ STUDY = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_study_driven_by_nessampler_resumes_in_a_new_process_and_finds_the_optimum(tmp_path):
     script, storage = tmp_path / "study.py", f"sqlite:///{tmp_path}/study.db"
     script.write_text(STUDY)

@@ -110,6 +110,7 @@ def test_under_noise_the_recommendation_is_the_point_the_model_believes_best():
     assert deterministic == int(np.argmax(truth))
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_noisy_run_recommends_a_point_whose_true_value_is_near_the_optimum():
     noisy = ne.make_problem("hartmann6", noise_std=0.1, seed=2)
     h6 = ne.make_problem("hartmann6")

@@ -287,6 +287,7 @@ def test_a_short_budget_makes_smaller_rounds_and_a_long_one_keeps_the_configured
     assert rounds.max() == 4 and len(rounds) >= 10
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_ascent_radius_holds_each_climb_near_its_start_and_a_short_run_has_one_by_default():
     f = lambda X: -np.sum((X - 0.9) ** 2, axis=1)  # noqa: E731  (the optimum far from most starts)
     cases = [({"search": {"ascent": {"radius": 0.03}}}, 0.03, True), ({}, 0.0, False),

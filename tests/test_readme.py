@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_the_python_api_example_runs_as_written(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) >= 2
@@ -19,7 +20,7 @@ def test_the_python_api_example_runs_as_written(tmp_path, monkeypatch):
     assert scope["opt"].n_evaluations == 5 and scope["opt"].history().source.iloc[-1] == "foreign"
     exec("\n".join(blocks[1:]), scope)
     assert scope["result"].X.shape == (150, 4) and scope["result"].best_y < 0.05
-    assert scope["opt"].n_evaluations == 4
+    assert scope["opt"].n_evaluations == 4 and (tmp_path / "convergence.png").exists()
 
 
 def _anchor(heading: str) -> str:

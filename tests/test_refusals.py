@@ -111,6 +111,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_full_run_folder_ends_in_one_line_and_the_run_resumes_elsewhere(small_disk, tmp_path):
     (small_disk / "pad").write_bytes(b"\0" * 250_000)
     run_dir = small_disk / "run"
@@ -126,6 +127,7 @@ def test_a_full_run_folder_ends_in_one_line_and_the_run_resumes_elsewhere(small_
     assert proc.returncode == 0 or "holds" in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_read_only_run_folder_ends_in_one_line(small_disk, tmp_path):
     run_dir = small_disk / "run"
     assert _cli(["strategy=random", "budget=10", f"hydra.run.dir={run_dir}"], tmp_path).returncode == 0
@@ -145,7 +147,8 @@ def test_a_misspelt_key_says_what_was_meant(tmp_path):
         ne.Optimizer([(0, 1)], ensemble={"member": 5})
 
 
-@pytest.mark.parametrize("edit", ["seed: 0", "name: random", "- - 0\n    - 1"])
+@pytest.mark.parametrize("edit", ["seed: 0", pytest.param("name: random", marks=pytest.mark.slow),
+                                  pytest.param("- - 0\n    - 1", marks=pytest.mark.slow)])
 def test_resume_refuses_a_config_edited_by_hand_instead_of_contradicting_it(edit, tmp_path):
     run_dir = tmp_path / "run"
     args = ["problem=callable", "problem.fn=math.fsum", "problem.bounds=[[0,1],[0,1]]", "strategy=random", "seed=0"]
