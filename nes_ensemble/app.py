@@ -81,6 +81,7 @@ def run_name(cfg: DictConfig, problem: Problem) -> str:
 
 
 CHECKPOINT, JOURNAL, CONFIG = "checkpoint.pt", "evaluations.jsonl", "config.yaml"
+SWEPT = ".swept_keys.json"  # in a sweep folder: the keys the sweep varies
 METRICS = "metrics.jsonl"  # the run's numbers after every round, one JSON line each (what MLflow gets, without it)
 
 
@@ -441,9 +442,13 @@ def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str)
     if HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN":
         folder = os.path.abspath(os.path.join(hydra.utils.get_original_cwd(), HydraConfig.get().sweep.dir))
         tags["sweep_dir"], tags["sweep_id"] = folder, sweep_id(folder)
-        if not cfg.tracking.run_name:  # the job's own settings beyond those the name says, so jobs differ by name
-            said = ("strategy=", "seed=", "problem=", "problem.dim=", "progress=", "tracking", "hydra.")
-            extra = [o for o in overrides if not o.startswith(said)]
+        if not cfg.tracking.run_name:  # the swept settings the name does not say, so that jobs differ by name
+            try:
+                with open(os.path.join(folder, SWEPT)) as f:
+                    swept = set(json.load(f)) - {"strategy", "seed", "problem", "problem.dim"}
+            except (OSError, ValueError, TypeError):
+                swept = set()
+            extra = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept]
             name = " ".join([name, *extra])[:250]
     return Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, name,
                    OmegaConf.to_container(cfg, resolve=True), tags, run_dir=run_dir, resume=bool(cfg.resume),
@@ -490,7 +495,19 @@ class Sweep(Callback):
     table files as artifacts, the medians as metrics)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
-        """Create the store before the jobs start."""
+        """Create the store before the jobs start, and note which keys the sweep varies (the jobs' run names
+        carry those beyond strategy, problem and seed)."""
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        try:
+            parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+            swept = [o.get_key_element() for o in parsed if o.is_sweep_override()]
+            folder = os.path.abspath(str(config.hydra.sweep.dir))
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, SWEPT), "w") as f:
+                json.dump(swept, f)
+        except Exception:  # names are a convenience: a sweep never stops for them
+            pass
         if config.tracking.enabled:
             try:
                 prepare_store(default_uri(os.getcwd(), config.tracking.uri), config.tracking.experiment)

@@ -154,16 +154,13 @@ def member_run_name(event: Mapping[str, Any]) -> str:
     return f"m{event['id']}"
 
 
-def fork_run_name(fork: int, generation: int, weight: float, fitness: float | None = None) -> str:
-    """A merged fork's run name, nested under its parent's run, short enough that the UI shows it whole at that
-    depth: generation first, so a parent's forks read in order, then the NES weight it was merged back with, its
-    fitness (minus its holdout error, 2 digits) and its id, e.g. ``g2 w.73 f-.031 m13`` (``w1``: the whole
-    update)."""
+def fork_run_name(fork: int, generation: int, weight: float) -> str:
+    """A merged fork's run name, nested under its parent's run, at most about 11 characters so that the UI shows it
+    whole at that depth: generation first, so a parent's forks read in order, then the NES weight it was merged
+    back with and its id, e.g. ``g2 w.73 m13`` (``w1``: it took the whole update). Its fitness is its ``fitness``
+    metric and its description (a longer name is cut short in the UI's tree column)."""
     shown = f"{weight:.2f}".rstrip("0").rstrip(".").removeprefix("0") or "0"
-    fit = ""
-    if fitness is not None and math.isfinite(fitness):
-        fit = " f" + f"{fitness:.2g}".replace("0.", ".", 1)
-    return f"g{generation} w{shown}{fit} m{fork}"
+    return f"g{generation} w{shown} m{fork}"
 
 
 def _description(event: Mapping[str, Any], weight: float | None = None, fitness: float | None = None) -> str:
@@ -497,7 +494,7 @@ class _Writer:
         for fork, weight, fitness in zip(forks, event["weights"], event["fork_fitness"]):
             if fork is None or fork["id"] in self.known or (weight <= 0 and not self.all_forks):
                 continue
-            run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight, fitness),
+            run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight),
                                 _description(fork, weight, fitness), "fork",
                                 order=self.runs_start.get(parent, now) - fork["generation"])
             self.client.log_batch(run, metrics=[Metric("merge_weight", weight, now, step),

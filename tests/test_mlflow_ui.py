@@ -169,3 +169,29 @@ def test_the_sweep_ends_with_a_summary_run_and_member_runs_stay_out_of_the_exper
         browser.close()
     artifacts = {a["path"] for a in _api(server, f"artifacts/list?run_id={summary}").get("files", [])}
     assert artifacts >= {"summary.md", "summary.csv", "summary.png"}
+
+
+def test_one_sweep_id_selects_a_sweeps_jobs_and_summary_and_their_regret_is_charted_on_a_log_scale(server, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    from urllib.parse import quote
+
+    exp = _experiment(server, "nes_ensemble")
+    runs = _runs(server, exp)
+    (ident,) = {t.get("sweep_id") for t in runs.values()}
+    assert ident
+    chosen = _api(server, "runs/search", {"experiment_ids": [exp], "filter": f"tags.sweep_id = '{ident}'"})["runs"]
+    assert len(chosen) == 5  # the 4 jobs and the summary
+    job = next(rid for rid, t in runs.items() if t.get("strategy") == "nes")
+    assert float(runs[job]["log10_regret"]) < 0
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{server}/#/experiments/{exp}/runs?searchFilter={quote(f'tags.sweep_id = {chr(39)}{ident}{chr(39)}')}")
+        page.get_by_text("5 matching runs").first.wait_for(timeout=60000)
+        page.goto(f"{server}/#/experiments/{exp}/runs/{job}")
+        page.locator('img[src*="get-artifact?path=convergence.png"]').first.wait_for(timeout=60000)  # in its description
+        page.goto(f"{server}/#/experiments/{exp}/runs/{job}/model-metrics")
+        page.get_by_placeholder("Search metric charts").fill("regret")
+        page.get_by_text("log10_regret").first.wait_for(timeout=60000)  # the regret's chart on a log scale
+        _shot(page, tmp_path, "mlflow_log10_regret.png")
+        browser.close()
