@@ -155,6 +155,7 @@ def test_a_run_whose_checkpoint_is_damaged_resumes_from_its_journal_as_if_never_
     pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_damaged_config_is_named_in_one_line(tmp_path):
     run_dir = tmp_path / "run"
     first = _app([*FAST, "budget=12", "tracking.enabled=false", f"hydra.run.dir={run_dir}"])

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 EXPAND = 'button[data-component-id*="runnamecellrenderer"]'
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM) or shutil.which("mlflow") is None,
-                                reason="needs Debian's chromium at /usr/bin/chromium (apt install chromium) "
-                                       "and the mlflow command")
+pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM) or shutil.which("mlflow") is None,
+                                 reason="needs Debian's chromium at /usr/bin/chromium (apt install chromium) "
+                                        "and the mlflow command"),
+              pytest.mark.slow]  # a sweep, a server and a browser: about 80 s (CI runs the slow suite too)
 
 
 def _free_port() -> int:
@@ -186,10 +187,12 @@ def test_one_sweep_id_selects_a_sweeps_jobs_and_summary_and_their_regret_is_char
     with sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{server}/#/experiments/{exp}/runs?searchFilter={quote(f'tags.sweep_id = {chr(39)}{ident}{chr(39)}')}")
+        search = quote(f"tags.sweep_id = '{ident}'")
+        page.goto(f"{server}/#/experiments/{exp}/runs?searchFilter={search}")
         page.get_by_text("5 matching runs").first.wait_for(timeout=60000)
         page.goto(f"{server}/#/experiments/{exp}/runs/{job}")
-        page.locator('img[src*="get-artifact?path=convergence.png"]').first.wait_for(timeout=60000)  # in its description
+        plot = page.locator('img[src*="get-artifact?path=convergence.png"]')  # in the run's description
+        plot.first.wait_for(timeout=60000)
         page.goto(f"{server}/#/experiments/{exp}/runs/{job}/model-metrics")
         page.get_by_placeholder("Search metric charts").fill("regret")
         page.get_by_text("log10_regret").first.wait_for(timeout=60000)  # the regret's chart on a log scale

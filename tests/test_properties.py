@@ -125,6 +125,7 @@ def test_optimize_runs_its_budget_or_names_the_argument_it_refuses(budget, seed)
     assert isinstance(budget, int) and len(result.y) == budget
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(budget=st.sampled_from(["0", "-3", "2.5", "true", "abc", "4"]), seed=st.sampled_from(["-1", "1.7", "abc", "3"]))
 def test_the_command_line_runs_or_names_the_argument_it_refuses(budget, seed, tmp_path_factory):

@@ -64,7 +64,9 @@ def test_a_crafted_version1_file_naming_one_of_our_modules_is_refused(tmp_path):
         ne.Optimizer.load(path)
 
 
-def test_resume_of_a_run_folder_with_a_crafted_checkpoint_refuses_in_one_line(tmp_path):
+@pytest.mark.parametrize("how", ["zip", pytest.param("legacy", marks=pytest.mark.slow),
+                                 pytest.param("raw", marks=pytest.mark.slow)])
+def test_resume_of_a_run_folder_with_a_crafted_checkpoint_refuses_in_one_line(how, tmp_path):
     run_dir, target = tmp_path / "run", tmp_path / "PWNED"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     args = [sys.executable, "-m", "nes_ensemble", "problem=branin", "budget=12", "strategy=random", "progress=false",
@@ -72,7 +74,7 @@ def test_resume_of_a_run_folder_with_a_crafted_checkpoint_refuses_in_one_line(tm
     first = subprocess.run([*args, f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=300)
     assert first.returncode == 0, first.stderr
-    _write_evil(run_dir / "checkpoint.pt", target, "zip")
+    _write_evil(run_dir / "checkpoint.pt", target, how)
     proc = subprocess.run([sys.executable, "-m", "nes_ensemble", f"resume={run_dir}", "budget=14",
                            f"hydra.run.dir={tmp_path / 'r'}"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
