@@ -53,9 +53,9 @@ def prepare_store(uri: str, experiment: str) -> str:
 def store_problem(uri: str) -> str:
     """Why a SQLite store cannot be written (a read-only folder, a file that is no database), or "" when it can
     or is no SQLite file: checked before MLflow tries, which retries for minutes."""
-    if not uri.startswith("sqlite:///"):
-        return ""
-    path = uri[len("sqlite:///"):].split("?")[0]
+    if not uri.startswith("sqlite:///") or "?" in uri or uri.startswith("sqlite:///file:"):
+        return ""  # not a plain SQLite file (a server; a URI filename with its own options): MLflow's to open
+    path = uri[len("sqlite:///"):]
     try:
         existed = os.path.exists(path)
         with open(path, "ab"):

@@ -26,13 +26,13 @@ def test_a_built_wheel_installs_and_runs_from_an_empty_folder(tmp_path):
     # environment's or the system's: venv --system-site-packages would see the base interpreter's only), named
     # in a .pth file, whose own .pth files (an editable install of nes_ensemble) are not run; the package
     # itself comes from the wheel
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python, script = venv / "bin" / "python", venv / "bin" / "nes-ensemble"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     (Path(purelib) / "_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    install = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)],
-                             capture_output=True, text=True, timeout=300, env=env)
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+                              str(wheel)], capture_output=True, text=True, timeout=300, env=env)  # (this pip, there)
     assert install.returncode == 0, install.stderr[-2000:]
     where = subprocess.run([str(python), "-c", "import nes_ensemble; print(nes_ensemble.__file__)"], cwd=work,
                            capture_output=True, text=True, timeout=120, env=env)
