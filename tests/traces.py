@@ -8,6 +8,7 @@ compares with the uninterrupted run's digest.
     python tests/traces.py              # print the digests as JSON
     python tests/traces.py --write      # record them (only when a change of results is intended)
     python tests/traces.py --write --only random   # record one case, keep the others
+    python tests/traces.py --only default_100,default_300   # the long cases (the slow suite checks them)
 
 The runs are pinned to one CPU code path (see ``PINNED_ENV``), so that the digests do not depend on
 which vector instructions the machine has.
@@ -77,6 +78,14 @@ CASES: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
         "until": 45, "candidates": 128, "ascent_steps": 10, "restart_from": 20, "restart_after": 6,
         "restart_room": 10}}}),
 }
+
+# the default as a user runs it (Hartmann-6, every setting at its default) at the budgets users run most: long runs,
+# checked by the slow suite (python tests/traces.py --only default_100,default_300)
+LONG: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
+    "default_100": ("hartmann6", 6, 100, "nes", {}),
+    "default_300": ("hartmann6", 6, 300, "nes", {}),
+}
+CASES.update(LONG)
 
 
 def digest(X: Any, y: Any, events: list[dict]) -> dict[str, Any]:
@@ -217,7 +226,8 @@ def collect(names: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     have = versions()
     out: dict[str, Any] = {}
-    for name in names or list(CASES) + ["nes_async"] + [f"{n}:uninterrupted" for n in FIXTURES] + list(FIXTURES):
+    short = [c for c in CASES if c not in LONG]
+    for name in names or short + ["nes_async"] + [f"{n}:uninterrupted" for n in FIXTURES] + list(FIXTURES):
         if name == "tpe" and not have["optuna"]:
             out[name] = None
         elif name == "nes_async":
@@ -246,6 +256,9 @@ def main() -> None:
     record = {"versions": versions(), "traces": traces}
     if args.write and args.only:  # record these cases, keep the others
         record["traces"] = {**json.loads(REFERENCE.read_text())["traces"], **traces}
+    elif args.write:  # every short case; the long ones as recorded
+        long = {k: v for k, v in json.loads(REFERENCE.read_text())["traces"].items() if k in LONG}
+        record["traces"] = {**long, **traces}
     if args.write:
         REFERENCE.parent.mkdir(parents=True, exist_ok=True)
         REFERENCE.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
