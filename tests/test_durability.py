@@ -373,6 +373,7 @@ def test_bad_input_fails_before_any_evaluation_with_a_clear_message(args, words,
     assert not (tmp_path / "evaluations.jsonl").exists() or _lines(tmp_path / "evaluations.jsonl") == 0
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_an_objective_failing_a_fifth_of_the_time_still_reaches_the_budget():
     rng = np.random.default_rng(7)
     p = ne.make_problem("hartmann6")

@@ -46,6 +46,7 @@ def test_help_answers_before_the_libraries_load(tmp_path):
     assert time.perf_counter() - start < 3.0  # torch, Hydra and MLflow alone take longer than this to import
 
 
+@pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_refused_start_and_a_resume_leave_no_empty_run_folder(tmp_path):
     assert _cli(["problem=branin", "problem.bounds=[[1,0]]", "tracking=off"], tmp_path).returncode == 2
     run = _cli(["strategy=random", "budget=6", "tracking=off", "progress=false", "hydra.run.dir=run"], tmp_path)
