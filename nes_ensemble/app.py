@@ -10,6 +10,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -549,8 +550,6 @@ def _tidy(folder: str) -> None:
     try:
         if not set(os.listdir(folder)) <= {".hydra", "app.log", ".lock"}:
             return
-        import shutil
-
         shutil.rmtree(folder)
         parent = os.path.dirname(os.path.abspath(folder))
         outputs = os.path.dirname(parent)

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .pool import is_number
+
 FORMAT = "nes_ensemble checkpoint"
 VERSION = 2
 
@@ -155,7 +157,7 @@ def _problem(state: dict[str, Any]) -> str:
 
 
 def _real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+    return is_number(v) and bool(np.isfinite(v))
 
 
 def _point(v: Any, dim: int) -> bool:

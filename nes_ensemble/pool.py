@@ -163,7 +163,8 @@ _INTS = ("member", "sibling", "round", "path")
 _FLOATS = ("predicted", "reference")
 
 
-def _number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """Whether ``v`` is an int or a float (not a bool), as a row read from a file must hold."""
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -181,15 +182,15 @@ def _valid_row(line: str, dim: int | None) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(row, dict):
         return None, "not a JSON object"
     index, unit, y = row.get("evaluation"), row.get("unit"), row.get("y")
-    if not _number(index) or index < 0 or int(index) != index:
+    if not is_number(index) or index < 0 or int(index) != index:
         return None, "no evaluation number"
-    if not isinstance(unit, list) or not unit or not all(_number(v) and math.isfinite(v) for v in unit):
+    if not isinstance(unit, list) or not unit or not all(is_number(v) and math.isfinite(v) for v in unit):
         return None, "'unit' is not a list of finite numbers"
     if dim is not None and len(unit) != dim:
         return None, f"'unit' has {len(unit)} coordinates, the run {dim}"
     if not all(-1e-9 <= v <= 1 + 1e-9 for v in unit):
         return None, "'unit' lies outside the unit cube"
-    if not _number(y):
+    if not is_number(y):
         return None, "'y' is not a number"
     if not isinstance(row.get("source"), str):
         return None, "no 'source'"
@@ -199,12 +200,12 @@ def _valid_row(line: str, dim: int | None) -> tuple[dict[str, Any] | None, str]:
                  reason=reason if isinstance(reason, str) else str(reason))
     for k in _INTS:
         if k in row:
-            if not _number(row[k]) or not math.isfinite(row[k]) or int(row[k]) != row[k]:
+            if not is_number(row[k]) or not math.isfinite(row[k]) or int(row[k]) != row[k]:
                 return None, f"{k!r} is not a whole number"
             clean[k] = int(row[k])
     for k in _FLOATS:
         if k in row:
-            if not _number(row[k]):
+            if not is_number(row[k]):
                 return None, f"{k!r} is not a number"
             clean[k] = float(row[k])
     return clean, ""
