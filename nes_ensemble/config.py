@@ -179,6 +179,21 @@ RENAMED = {
 
 
 @dataclass
+class KernelEvolutionConfig:
+    """Generations of the Gaussian-process members (``kernel_evolution``): their genes forked, each fork scored on
+    the newest evaluations, and the parent moved toward the forks that predicted them better than it did."""
+
+    every: int = 0  # successful evaluations between generations; 0 = a tenth of a known budget (at least 8, 20
+    # when the budget is not known); -1 = never
+    children: int = 4  # forks per member
+    eta: float = 1.0  # merge step: parent += eta * sum_i w_i (fork_i - parent); w: the forks' gains over the parent
+    sigma_warp: float = 0.25  # fork perturbation of the output warp's power (in [0, 1]; 1 = standardized values)
+    sigma_prior: float = 0.7  # of the log strength of the length-scale prior
+    sigma_floor: float = 1.0  # of the log noise floor
+    switch_family: float = 0.2  # probability that a fork takes another kernel family (Matern-5/2, -3/2, RBF)
+
+
+@dataclass
 class EvolutionConfig:
     """The population manager of ``strategy=nes``: fork, train forks apart, NES-weighted merge, replace."""
 
@@ -193,6 +208,11 @@ class EvolutionConfig:
     widen: float = 0.25  # probability that a fork doubles its hidden width (up to the widest of ensemble.widths)
     replace_factor: float = 2.0  # a member whose error exceeds this times the best's becomes a copy of it; 0 = never
     error_smoothing: float = 0.3  # weight of the newest test-then-train error in each member's moving average
+    kernel: KernelEvolutionConfig = field(default_factory=KernelEvolutionConfig)  # the Gaussian-process members'
+    share_min: float = 0.1  # the networks' least share of the proposals while Gaussian-process members propose
+    # (search.kernel.until); their share follows both kinds' measured fitness (``allocation``)
+    share_max: float = 0.0  # ... and their largest (0: the fixed allocation, networks only after kernel.until)
+    share_window: int = 20  # the proposals and predictions of each kind that its fitness is measured on
 
 
 @dataclass
@@ -435,6 +455,17 @@ def check(cfg: DictConfig) -> None:
     need(0 < evo.eta <= 1, "evolution.eta", evo.eta, "must lie in (0, 1]")
     need(0 <= evo.widen <= 1, "evolution.widen", evo.widen, "is a probability")
     need(0 < evo.error_smoothing <= 1, "evolution.error_smoothing", evo.error_smoothing, "must lie in (0, 1]")
+    need(0 <= evo.share_min <= 1 and 0 <= evo.share_max <= 1 and (evo.share_max == 0 or evo.share_min <= evo.share_max),
+         "evolution.share_min/share_max", (evo.share_min, evo.share_max),
+         "need shares in [0, 1] and share_min <= share_max (share_max 0: the fixed allocation)")
+    need(evo.share_window >= 5, "evolution.share_window", evo.share_window, "must be >= 5")
+    kev = evo.kernel
+    need(kev.every >= -1, "evolution.kernel.every", kev.every, "must be >= -1 (0 = sized to the budget, -1 = never)")
+    need(kev.children >= 1, "evolution.kernel.children", kev.children, "needs at least one fork per member")
+    need(0 < kev.eta <= 1, "evolution.kernel.eta", kev.eta, "must lie in (0, 1]")
+    need(0 <= kev.switch_family <= 1, "evolution.kernel.switch_family", kev.switch_family, "is a probability")
+    need(min(kev.sigma_warp, kev.sigma_prior, kev.sigma_floor) >= 0, "evolution.kernel.sigma_*",
+         (kev.sigma_warp, kev.sigma_prior, kev.sigma_floor), "must be >= 0")
 
 
 def _check_search(search: DictConfig) -> None:
@@ -491,7 +522,8 @@ OPTIMIZERS = ("adam", "rmsprop", "rprop")
 STRATEGIES = ("nes", "sgd", "es", "nes_es", "random", "sobol", "cmaes", "snes", "xnes", "pgpe", "tpe", "ogp", "gp")
 
 __all__ = [
-    "AppConfig", "AscentConfig", "CMAConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig", "OptimizerConfig",
+    "AppConfig", "AscentConfig", "CMAConfig", "EnsembleConfig", "EvaluatorConfig", "EvolutionConfig",
+    "KernelEvolutionConfig", "OptimizerConfig",
     "OriginalConfig", "PolishConfig", "ProblemConfig", "RegionsConfig", "RestartsConfig", "SearchConfig",
     "StrategyConfig", "TrackingConfig", "make_config", "MISSING",
 ]

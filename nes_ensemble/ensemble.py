@@ -60,11 +60,11 @@ class Ensemble:
         else:
             fit(pop, state, x, t, w, steps, batch, self.generator)
 
-    def train(self, pool: SamplePool) -> list[dict]:
-        """Train on the pool when it holds successful evaluations the members have not seen, after a generation
-        of the population manager when one is due. Returns the generation's lineage events."""
+    def train(self, pool: SamplePool, every: int = 1) -> list[dict]:
+        """Train on the pool when it holds at least ``every`` successful evaluations the members have not seen,
+        after a generation of the population manager when one is due. Returns the generation's lineage events."""
         n_ok = int(pool.ok.sum())
-        if n_ok == self.trained_on:
+        if n_ok - self.trained_on < every or n_ok == self.trained_on:
             return []
         e = self.cfg.ensemble
         steps = e.train_steps_initial if self.trained_on == 0 else e.train_steps
@@ -131,6 +131,12 @@ class Ensemble:
         k, n = self.size, len(values)
         new = poisson_weights(self.rng, (k, n)) if self.cfg.ensemble.bootstrap and k > 1 else np.ones((k, n))
         self.sample_weights = np.concatenate([self.sample_weights, new * ok[None, :]], axis=1)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The members' mean prediction at x [m, d] (on the scale of their targets)."""
+        xt = torch.tensor(x, dtype=torch.float32)
+        with torch.no_grad():
+            return self.population.forward(xt.unsqueeze(0).expand(self.size, -1, -1)).mean(0).numpy()
 
     def diversity(self, pool: SamplePool) -> float:
         """How much the members disagree: the mean standard deviation of their predictions on the newest 100 points."""

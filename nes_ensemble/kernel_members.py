@@ -22,8 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .targets import standardized, warp_scores, warped
+
 MIN_NOISE = 1e-6  # of the standardized targets: a floor that keeps the kernel matrix well conditioned
 _BOUNDS = {"log_inv_sq_scale": (-12.0, 12.0), "log_scale": (-8.0, 8.0), "log_noise": (-16.0, 2.0)}
+FAMILIES = ("matern52", "matern32", "rbf")  # kernel families a member may have (its ``family`` gene)
+GENES = ("warp", "prior", "floor", "family")  # what makes members differ besides their fitted hyper-parameters
 
 
 def matern52(sq_dist: torch.Tensor) -> torch.Tensor:
@@ -32,17 +36,64 @@ def matern52(sq_dist: torch.Tensor) -> torch.Tensor:
     return (1.0 + r5 + (5.0 / 3.0) * sq_dist) * torch.exp(-r5)
 
 
+def matern32(sq_dist: torch.Tensor) -> torch.Tensor:
+    """The Matern-3/2 kernel (1 + sqrt3 r) exp(-sqrt3 r): rougher functions than Matern-5/2."""
+    r3 = torch.sqrt(3.0 * sq_dist.clamp_min(1e-30))
+    return (1.0 + r3) * torch.exp(-r3)
+
+
+def rbf(sq_dist: torch.Tensor) -> torch.Tensor:
+    """The squared-exponential kernel exp(-r^2 / 2): smooth functions."""
+    return torch.exp(-0.5 * sq_dist)
+
+
+_KERNELS = (matern52, matern32, rbf)
+
+
 class KernelMembers:
-    """k Gaussian-process members over the unit cube, vectorized (float64)."""
+    """k Gaussian-process members over the unit cube, vectorized (float64).
+
+    Besides the hyper-parameters fitted to the pool, each member carries genes that evolution may
+    change (``fork``, ``merge``): ``warp``, the power of the output warp of its targets (1: the values
+    standardized; towards 0: the gap to the best on a log scale, for values that span orders of
+    magnitude, ``targets.warped``), ``prior``, the strength of the prior that keeps inverse squared
+    length scales near 1, ``floor``, the noise floor, and ``family``, the kernel (``FAMILIES``).
+    """
 
     def __init__(self, dim: int, members: int):
         self.dim, self.size = dim, members
         self.log_inv_sq_scale = torch.zeros(members, dim, dtype=torch.float64)  # log 1 / l^2 per dimension
         self.log_scale = torch.zeros(members, dtype=torch.float64)  # log kernel scale
-        self.log_noise = torch.zeros(members, dtype=torch.float64)  # log noise variance (above MIN_NOISE)
+        self.log_noise = torch.zeros(members, dtype=torch.float64)  # log noise variance (above the floor)
+        self.warp = torch.ones(members, dtype=torch.float64)
+        self.prior = torch.full((members,), 0.1, dtype=torch.float64)
+        self.floor = torch.full((members,), MIN_NOISE, dtype=torch.float64)
+        self.family = torch.zeros(members, dtype=torch.long)
         self._x = torch.empty(0, dim, dtype=torch.float64)
         self._chol: torch.Tensor | None = None  # [k, n, n]
         self._alpha: torch.Tensor | None = None  # [k, n]
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the members have been conditioned on data (and can predict)."""
+        return self._chol is not None
+
+    _FIELDS = ("log_inv_sq_scale", "log_scale", "log_noise", "warp", "prior", "floor", "family")
+
+    def subset(self, index: torch.Tensor) -> "KernelMembers":
+        """Copies of the members ``index`` (repeats allowed, e.g. for forks), not yet conditioned on data."""
+        out = KernelMembers(self.dim, len(index))
+        for name in self._FIELDS:
+            setattr(out, name, getattr(self, name)[index].clone())
+        return out
+
+    def targets(self, values: np.ndarray) -> np.ndarray:
+        """Each member's targets [k, n] from the successful values [n]: warped by its ``warp``, standardized."""
+        out = np.empty((self.size, len(values)))
+        for power in torch.unique(self.warp).tolist():  # few distinct warps: members share the work
+            rows = (self.warp == power).numpy()
+            out[rows] = standardized(values) if power == 1.0 else standardized(warped(values, power))
+        return out
 
     # ------------------------------------------------------------------ the model
     def kernel(self, a: torch.Tensor, b: torch.Tensor, log_inv_sq_scale: torch.Tensor | None = None,
@@ -55,11 +106,17 @@ class KernelMembers:
         if b.dim() == 2:
             b = b.unsqueeze(0)
         sq = (a.unsqueeze(-2) - b.unsqueeze(-3)).square()  # [k or 1, n, n', d]
-        return scale[:, None, None] * matern52((sq * lam[:, None, None, :]).sum(-1))
+        dist = (sq * lam[:, None, None, :]).sum(-1)
+        if not bool(self.family.any()):
+            return scale[:, None, None] * matern52(dist)
+        k = torch.zeros_like(dist)
+        for f in torch.unique(self.family).tolist():
+            k = torch.where((self.family == f)[:, None, None], _KERNELS[f](dist), k)
+        return scale[:, None, None] * k
 
     def _covariance(self, x: torch.Tensor, weights: torch.Tensor, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         log_lam, log_scale, log_noise = params
-        noise = torch.exp(log_noise) + MIN_NOISE
+        noise = torch.exp(log_noise) + self.floor
         K = self.kernel(x, x, log_lam, log_scale)
         diag = noise[:, None] / weights.clamp_min(1e-9)
         return K + torch.diag_embed(diag)
@@ -68,22 +125,25 @@ class KernelMembers:
                           params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Each member's negative log marginal likelihood plus log priors [k] (weights [k, n] as in ``fit``).
 
-        The priors, on the standardized targets: inverse squared length scales near 1 (a weak penalty on
-        both very short and very long scales), a Gamma(2, 1) kernel scale, a Gamma(1.1, 30) noise."""
+        The priors, on the standardized targets: inverse squared length scales near 1 (a penalty of strength
+        ``prior`` on both very short and very long scales), a Gamma(2, 1) kernel scale, a Gamma(1.1, 30) noise.
+        ``y`` is [n] (every member's targets) or [k, n] (each member's own)."""
         log_lam, log_scale, log_noise = params
         L = torch.linalg.cholesky(self._covariance(x, weights, params))
         u = torch.linalg.solve_triangular(L, y.expand(self.size, -1).unsqueeze(-1), upper=False).squeeze(-1)
         nll = 0.5 * (u * u).sum(1) + torch.log(torch.diagonal(L, dim1=1, dim2=2)).sum(1)
-        lam, scale, noise = torch.exp(log_lam), torch.exp(log_scale), torch.exp(log_noise) + MIN_NOISE
-        prior = (0.1 / lam + 0.1 * lam).sum(1) + (scale - torch.log(scale)) + (30.0 * noise - 0.1 * torch.log(noise))
+        lam, scale, noise = torch.exp(log_lam), torch.exp(log_scale), torch.exp(log_noise) + self.floor
+        a = self.prior[:, None]
+        length = (a * torch.reciprocal(lam) + a * lam).sum(1)  # (a tensor's a / lam rounds otherwise than 0.1 / lam)
+        prior = length + (scale - torch.log(scale)) + (30.0 * noise - 0.1 * torch.log(noise))
         return nll + prior
 
     def fit(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None, max_iter: int = 60) -> None:
-        """Fit every member's hyper-parameters to (x [n, d], y [n], standardized) from where they are (a warm
+        """Fit every member's hyper-parameters to (x [n, d], y [n] or [k, n], standardized) from where they are (a warm
         start), by L-BFGS on the members' summed (independent) losses; then condition on the data."""
         xt = torch.as_tensor(x, dtype=torch.float64)
         yt = torch.as_tensor(y, dtype=torch.float64)
-        wt = torch.ones(self.size, len(y), dtype=torch.float64) if weights is None else torch.as_tensor(
+        wt = torch.ones(self.size, y.shape[-1], dtype=torch.float64) if weights is None else torch.as_tensor(
             weights, dtype=torch.float64)
         params = [p.clone().requires_grad_(True) for p in (self.log_inv_sq_scale, self.log_scale, self.log_noise)]
         opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
@@ -126,6 +186,20 @@ class KernelMembers:
         var = torch.exp(self.log_scale)[:, None] - (v * v).sum(1)
         return mean, var.clamp_min(1e-12)
 
+    def log_density(self, x: np.ndarray, values: np.ndarray, reference: np.ndarray) -> torch.Tensor:
+        """Each member's log predictive density of new ``values`` at ``x`` [m, d] (observation noise included),
+        summed, in the units of the values, for members conditioned on the ``reference`` values: [k]. Members that
+        warp their targets differently are compared on one scale (the warp's Jacobian is part of the density)."""
+        mean, var = self.predict(torch.as_tensor(x, dtype=torch.float64))
+        var = var + (torch.exp(self.log_noise) + self.floor)[:, None]
+        out = torch.empty(self.size, dtype=torch.float64)
+        for power in torch.unique(self.warp).tolist():
+            rows = self.warp == power
+            t, log_slope = (torch.as_tensor(a) for a in warp_scores(values, reference, power))
+            lp = -0.5 * torch.log(2 * math.pi * var[rows]) - 0.5 * (t - mean[rows]).square() / var[rows] + log_slope
+            out[rows] = lp.sum(1)
+        return out
+
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One joint posterior sample of f per member at x [S, d]: [k, S] (a function drawn from the posterior,
         seen at S points; Thompson sampling climbs such a draw)."""
@@ -142,13 +216,14 @@ class KernelMembers:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """The hyper-parameters (the posterior is recomputed from the pool)."""
-        return {"log_inv_sq_scale": self.log_inv_sq_scale.clone(), "log_scale": self.log_scale.clone(),
-                "log_noise": self.log_noise.clone()}
+        return {name: getattr(self, name).clone() for name in self._FIELDS}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-        self.log_inv_sq_scale = state["log_inv_sq_scale"].clone()
-        self.log_scale, self.log_noise = state["log_scale"].clone(), state["log_noise"].clone()
+        """Restore what ``state_dict`` returned (a checkpoint of before the genes has the default ones)."""
+        for name in self._FIELDS:
+            if name in state:
+                setattr(self, name, state[name].clone())
+        self.size = len(self.log_scale)
 
 
 def log_expected_improvement(mean: torch.Tensor, var: torch.Tensor, best: float | torch.Tensor) -> torch.Tensor:
@@ -168,7 +243,10 @@ def _log_h(z: torch.Tensor) -> torch.Tensor:
     return torch.where(z > -6.0, direct, tail)
 
 
-def mixture_log_ei(members: KernelMembers, x: torch.Tensor, best: float) -> torch.Tensor:
-    """log of the members' mean expected improvement at x [S, d] (model averaging over members): [S]."""
+def mixture_log_ei(members: KernelMembers, x: torch.Tensor, best: float | torch.Tensor) -> torch.Tensor:
+    """log of the members' mean expected improvement at x [S, d] (model averaging over members): [S]. ``best`` is
+    the incumbent, one for all members or [k], each member's on its own targets."""
     mean, var = members.predict(x)
+    if isinstance(best, torch.Tensor):
+        best = best[:, None]
     return torch.logsumexp(log_expected_improvement(mean, var, best), 0) - math.log(members.size)

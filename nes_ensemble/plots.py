@@ -67,8 +67,7 @@ def lineage_figure(events: list[dict], title: str = "", evaluations: int | None 
     last = evaluations or max([e.get("evaluations", 0) for e in events] + [1])
     tree = _Tree(events, span=0.025 * last)  # a fork's drawn life (forks train between two evaluations)
     lanes, born, ends, copies, segments = tree.lanes, tree.born, tree.ends, tree.copies, tree.segments
-    fits = [v for v in tree.fits if np.isfinite(v)]
-    norm = plt.Normalize(min(fits), max(fits)) if fits else plt.Normalize(0, 1)
+    norm = plt.Normalize(0, 1)
     cmap = plt.get_cmap("viridis")
     members = [m for m, lane in lanes.items() if float(lane).is_integer()]
     fig, ax = plt.subplots(figsize=(10, 1.5 + 0.45 * max(1, len({lanes[m] for m in members}))))
@@ -78,8 +77,8 @@ def lineage_figure(events: list[dict], title: str = "", evaluations: int | None 
             ax.annotate(f"m{m} copy of m{copies[m]}", (born[m], lanes[m]), xytext=(3, -4), textcoords="offset points",
                         ha="left", va="top", fontsize=7)
         else:
-            ax.annotate(f"m{m}", (born[m], lanes[m]), xytext=(-4, 0), textcoords="offset points", ha="right",
-                        va="center", fontsize=8)
+            ax.annotate(f"{tree.prefix.get(m, 'm')}{m}", (born[m], lanes[m]), xytext=(-4, 0),
+                        textcoords="offset points", ha="right", va="center", fontsize=8)
     for x0, y0, x1, y1, fit, width, style in segments:
         colour = cmap(norm(fit)) if fit is not None and np.isfinite(fit) else "0.3"
         ax.plot([x0, x1], [y0, y1], color=colour, lw=width, ls=style)
@@ -91,7 +90,7 @@ def lineage_figure(events: list[dict], title: str = "", evaluations: int | None 
     for x in tree.merged_at:
         ax.axvline(x, color="0.88", lw=0.8, zorder=0)
     ax.set_title(title or "lineage")
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="fork fitness (-holdout error)")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="fork fitness (worst to best of its merge)")
     fig.tight_layout()
     return fig
 
@@ -107,12 +106,15 @@ class _Tree:
         self.segments: list[tuple] = []  # (x0, y0, x1, y1, fitness or None, width, style)
         self.labels: list[tuple[float, float, str]] = []  # (x, y, text) of merged forks
         self.fits: list[float] = []
+        self.prefix: dict[int, str] = {}  # member -> "gp" for Gaussian-process members
         self.merged_at: set[float] = set()
         for e in events:
             getattr(self, f"_{e['event']}", lambda e, t, span: None)(e, e.get("evaluations", 0), span)
 
     def _birth(self, e: dict, t: float, span: float) -> None:
         self.lanes[e["id"]], self.born[e["id"]] = float(len(self.lanes)), t
+        if e.get("kind") == "gp":
+            self.prefix[e["id"]] = "gp"
 
     def _fork(self, e: dict, t: float, span: float) -> None:
         lanes, parent = self.lanes, self.lanes[e["parent"]]
@@ -123,7 +125,14 @@ class _Tree:
     def _merge(self, e: dict, t: float, span: float) -> None:
         self.merged_at.add(t)
         lanes = self.lanes
-        for f, w, fit in zip(e["forks"], e["weights"], e["fork_fitness"]):
+        # coloured by the fork's place between the merge's worst and best (networks and Gaussian-process
+        # members score on different scales)
+        scores = np.array(e["fork_fitness"], dtype=float)
+        finite = scores[np.isfinite(scores)]
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        for f, w, raw in zip(e["forks"], e["weights"], scores):
+            fit = float((raw - low) / (high - low)) if np.isfinite(raw) and high > low else (1.0 if np.isfinite(raw)
+                                                                                             else float("nan"))
             self.fits.append(fit)
             self.segments.append((t, lanes[f], t + span, lanes[f], fit, 1.5, "-"))
             if w > 0:

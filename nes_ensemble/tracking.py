@@ -151,26 +151,38 @@ def member_run_name(event: Mapping[str, Any]) -> str:
     the population) or ``m9 copy of m2`` (a copy that replaced a weak member; the rest is in its description)."""
     if event["event"] == "replace":
         return f"m{event['id']} copy of m{event['parent']}"
-    return f"m{event['id']}"
+    return f"{member_prefix(event)}{event['id']}"
 
 
-def fork_run_name(fork: int, generation: int, weight: float) -> str:
+def member_prefix(event: Mapping[str, Any]) -> str:
+    """``m`` before a network's id, ``gp`` before a Gaussian-process member's."""
+    return "gp" if event.get("kind") == "gp" else "m"
+
+
+def fork_run_name(fork: int, generation: int, weight: float, prefix: str = "m") -> str:
     """A merged fork's run name, nested under its parent's run, at most about 11 characters so that the UI shows it
     whole at that depth: generation first, so a parent's forks read in order, then the NES weight it was merged
     back with and its id, e.g. ``g2 w.73 m13`` (``w1``: it took the whole update). Its fitness is its ``fitness``
     metric and its description (a longer name is cut short in the UI's tree column)."""
     shown = f"{weight:.2f}".rstrip("0").rstrip(".").removeprefix("0") or "0"
-    return f"g{generation} w{shown} m{fork}"
+    return f"g{generation} w{shown} {prefix}{fork}"
 
 
 def _description(event: Mapping[str, Any], weight: float | None = None, fitness: float | None = None) -> str:
     """The sentence shown as a member or fork run's description in the MLflow UI."""
     at = f"at evaluation {event.get('evaluations', 0)}"
+    m = member_prefix(event)
     if event["event"] == "birth":
-        return f"Member m{event['id']}, in the population from the start."
+        what = "A Gaussian-process member" if m == "gp" else "Member"
+        return f"{what} {m}{event['id']}, in the population from the start."
     if event["event"] == "replace":
         return (f"Member m{event['id']}: a copy of m{event['parent']} (generation {event['generation']}, {at}) "
                 f"that replaced the weaker member m{event['replaced']}.")
+    if m == "gp":
+        return (f"Fork gp{event['id']} of the Gaussian-process member gp{event['parent']}, generation "
+                f"{event['generation']} ({at}): genes warp {event['warp']:.3g}, prior {event['prior']:.3g}, noise "
+                f"floor {event['floor']:.3g}, kernel {event['family']}; fitted apart to holdout fitness {fitness:.4g} "
+                f"(log density of the newest values), then merged back with weight {weight:.2f}.")
     return (f"Fork m{event['id']} of member m{event['parent']}, generation {event['generation']} ({at}): trained "
             f"apart to holdout fitness {fitness:.4g}, then merged back into m{event['parent']} with NES weight "
             f"{weight:.2f}.")
@@ -452,7 +464,7 @@ class _Writer:
             tags["replaced"] = str(event["replaced"])
         run = self.client.create_run(self.tree_experiment, run_name=name, tags=tags, start_time=order).info.run_id
         self.runs_start[run] = order if order is not None else int(time.time() * 1000)
-        keys = ("width", "depth", "lr", "weight_decay", "sparsity", "wider")
+        keys = ("kind", "width", "depth", "lr", "weight_decay", "sparsity", "wider", "warp", "prior", "floor", "family")
         self.client.log_batch(run, params=[self._Param(k, str(event[k])) for k in keys if k in event])
         return run
 
@@ -486,21 +498,26 @@ class _Writer:
         now, Metric = int(time.time() * 1000), self._Metric
         detail = {"forks": event["forks"], "weights": event["weights"], "fork_fitness": event["fork_fitness"],
                   "fitness_before": event["fitness_before"], "fitness_after": event["fitness_after"]}
-        self.client.log_batch(parent, metrics=[
-            Metric("fitness_before_merge", event["fitness_before"], now, step),
-            Metric("fitness_after_merge", event["fitness_after"], now, step),
-            Metric("lr", event["lr"], now, step), Metric("width", event["width"], now, step)],
+        values = {"fitness_before_merge": event["fitness_before"], "fitness_after_merge": event["fitness_after"],
+                  **{k: event[k] for k in ("lr", "width", "warp", "prior", "floor") if k in event}}
+        self.client.log_batch(parent, metrics=[Metric(k, v, now, step) for k, v in values.items() if _finite(v)],
             tags=[self._RunTag(f"merge.generation{event['generation']}", json.dumps(detail))])
         for fork, weight, fitness in zip(forks, event["weights"], event["fork_fitness"]):
             if fork is None or fork["id"] in self.known or (weight <= 0 and not self.all_forks):
                 continue
-            run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight),
+            run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight,
+                                                            member_prefix(fork)),
                                 _description(fork, weight, fitness), "fork",
                                 order=self.runs_start.get(parent, now) - fork["generation"])
-            self.client.log_batch(run, metrics=[Metric("merge_weight", weight, now, step),
-                                                Metric("fitness", fitness, now, step)],
+            self.client.log_batch(run, metrics=[Metric("merge_weight", weight, now, step)] + (
+                [Metric("fitness", fitness, now, step)] if _finite(fitness) else []),
                                   tags=[self._RunTag("merged_into", str(event["id"]))])
             self.client.set_terminated(run, "FINISHED", end_time=self.runs_start[run] + 1)
+
+
+def _finite(value: Any) -> bool:
+    """Whether a value can be an MLflow metric (a fork whose fit failed has fitness -inf)."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @contextlib.contextmanager

@@ -106,7 +106,7 @@ def test_optimize_with_tracking_records_the_run_like_the_command_line(tmp_path):
     assert best[-1].step == len(result.y) and best[-1].value == result.best_y
     assert {a.path for a in client.list_artifacts(result.mlflow_run)} == {"history.csv", "lineage.json"}
     tree = client.search_runs([client.get_experiment_by_name("api-lineage").experiment_id])
-    assert sorted(r.info.run_name for r in tree) == ["m0", "m1", "m2", "nes-bowl-s0"]
+    assert sorted(r.info.run_name for r in tree) == ["gp3", "m0", "m1", "m2", "nes-bowl-s0"]  # gp3: its GP member
     with pytest.raises(ValueError, match="unknown key 'experimnt'"):
         ne.optimize(bowl, [(0, 1)] * 2, budget=5, tracking={"experimnt": "x"})
     assert ne.optimize(bowl, [(0, 1)] * 2, budget=5, ensemble={"members": 3}).mlflow_run is None  # off by default

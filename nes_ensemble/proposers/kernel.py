@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig
 from scipy.stats import qmc
 
+from ..kernel_evolution import KernelEvolution
 from ..kernel_members import KernelMembers, mixture_log_ei
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance
@@ -41,10 +42,12 @@ SAME = 1e-7  # points closer than this (unit cube) are one point: evaluating it 
 class KernelSearch:
     """Expected-improvement proposals from ``search.kernel.members`` Gaussian-process members."""
 
-    def __init__(self, dim: int, cfg: DictConfig, seed: int, rng: np.random.Generator, space: Any = None):
+    def __init__(self, dim: int, cfg: DictConfig, seed: int, rng: np.random.Generator, space: Any = None,
+                 evolution: KernelEvolution | None = None):
         self.cfg, self.dim, self.seed, self.rng = cfg, dim, seed, rng
         self.space = space  # a named Space: candidates and the climbed points are judged as the settings they are
         self.members = KernelMembers(dim, cfg.members)
+        self.evolution = evolution  # generations of the members' genes (strategy nes), or None
         self.fits = 0  # fits so far: each round draws a fresh set of candidates
         self.origin = 0  # the members learn from the successful evaluations from this one on (the last restart)
         self.restarts = 0
@@ -68,18 +71,19 @@ class KernelSearch:
             return [Proposal((self.space.snap(point) if self.space is not None else point)[0],
                              Provenance("random", round=round))]
         x = pool.x[ok][self.origin:]
-        y = train_targets(values[self.origin:], self.cfg.y_transform)
-        y = standardized(y)  # rank scores have a spread below 1
+        if self.evolution is not None and self.evolution.due(len(x), self.dim):
+            self.events += self.evolution.step(self.members, x, values[self.origin:], len(pool))
+        y = self.targets(values[self.origin:])  # [k, n]: each member's own targets
         k = self.members.size
         weights = None
         if k > 1:  # each member on its own bootstrap of the pool
-            weights = poisson_weights(self.rng, (k, len(y)))
+            weights = poisson_weights(self.rng, (k, y.shape[1]))
             weights[weights.sum(1) == 0] = 1.0
         self.members.fit(x, y, weights)
         self.fits += 1
-        best = float(y.max())
+        best = torch.as_tensor(y.max(1))
         data = (torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64),
-                torch.ones(k, len(y), dtype=torch.float64) if weights is None else torch.as_tensor(weights))
+                torch.ones(k, y.shape[1], dtype=torch.float64) if weights is None else torch.as_tensor(weights))
         pending = [p.x for _, p in ledger.pending]
         if pending:  # points being evaluated: believe the model there
             data, best = self._fantasize(np.stack(pending), data, best)
@@ -88,7 +92,7 @@ class KernelSearch:
         # corner of the box into that corner again and again); a noisy one may be
         taken = None if noise_seen(pool.x, pool.y) else ledger.taken()
         for _ in range(n):
-            xq, value = self._maximize(best, x[int(np.argmax(y))], taken)
+            xq, value = self._maximize(best, x[int(np.argmax(values[self.origin:]))], taken)
             if taken is not None:
                 taken = np.vstack([taken, xq[None]])
             out.append(Proposal(xq, Provenance("kernel", round=round, predicted=value,
@@ -96,6 +100,16 @@ class KernelSearch:
             if len(out) < n:
                 data, best = self._fantasize(xq[None], data, best)
         return out
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the members have been fitted (and can predict)."""
+        return self.members.fitted
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The members' mean prediction at x [m, d] (on the scale of their targets)."""
+        with torch.no_grad():
+            return self.members.predict(torch.as_tensor(x, dtype=torch.float64))[0].mean(0).numpy()
 
     def _stalled(self, values: np.ndarray) -> bool:
         """Whether the best since the last restart has not risen by 0.1% of the values' range for
@@ -115,24 +129,42 @@ class KernelSearch:
                             "basin": x[best].tolist()})
         self.origin = len(values)
         self.restarts += 1
+        if self.evolution is not None:
+            self.evolution.restarted()
         design = initial_design(self.dim + 1, self.dim, "lhs", self.seed + 1000 * self.restarts)
         if self.space is not None:
             design = self.space.snap(design)
         return [Proposal(point, Provenance("random", round=round)) for point in design]
 
-    def _fantasize(self, xs: np.ndarray, data: tuple[torch.Tensor, ...], best: float) -> tuple[tuple, float]:
-        """Condition the members on xs observed without noise at their predicted mean (the kriging believer),
-        so that expected improvement vanishes there; the incumbent rises with them."""
+    def targets(self, values: np.ndarray) -> np.ndarray:
+        """The members' targets [k, n]: ``y_transform=rank`` gives every member the normal scores of the ranks,
+        else each member warps and standardizes the values by its own ``warp`` gene."""
+        if self.cfg.y_transform == "rank":
+            y = standardized(train_targets(values, "rank"))  # rank scores have a spread below 1
+            return np.broadcast_to(y, (self.members.size, len(y))).copy()
+        return self.members.targets(standardized(values))
+
+    def _fantasize(self, xs: np.ndarray, data: tuple[torch.Tensor, ...],
+                   best: torch.Tensor) -> tuple[tuple, torch.Tensor]:
+        """Condition the members on xs observed without noise at their predicted mean (the kriging believer;
+        the members' mean where they share their targets, each member's own where it warps them), so that
+        expected improvement vanishes there; the incumbents rise with them."""
         data_x, data_y, data_w = data
         xt = torch.as_tensor(xs, dtype=torch.float64)
         with torch.no_grad():
-            mean = self.members.predict(xt)[0].mean(0)
-        data = (torch.cat([data_x, xt]), torch.cat([data_y, mean]),
+            mean = self.members.predict(xt)[0]
+        if self.shared_targets():
+            mean = mean.mean(0, keepdim=True).expand(self.members.size, -1)
+        data = (torch.cat([data_x, xt]), torch.cat([data_y, mean], 1),
                 torch.cat([data_w, torch.full((self.members.size, len(xs)), 1e6, dtype=torch.float64)], 1))
         self.members.condition(*data)
-        return data, max(best, float(mean.max()))
+        return data, torch.maximum(best, mean.max(1).values)
 
-    def _maximize(self, best: float, incumbent: np.ndarray,
+    def shared_targets(self) -> bool:
+        """Whether every member learns the same targets (one warp, or ranks)."""
+        return self.cfg.y_transform == "rank" or bool((self.members.warp == self.members.warp[0]).all())
+
+    def _maximize(self, best: torch.Tensor, incumbent: np.ndarray,
                   taken: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """The maximizer of the mixture log EI: the best of ``candidates`` Sobol points and of the incumbent,
         each climbed by Adam with a step that shrinks from 0.05 to 1e-4 (in the unit cube); not one of the points
@@ -174,7 +206,7 @@ class KernelSearch:
                 return raw[j].copy(), float(scores[j])
         return x[i].numpy().copy(), float(final[i])
 
-    def _settle(self, climbed: np.ndarray, best: float) -> tuple[np.ndarray, float]:
+    def _settle(self, climbed: np.ndarray, best: torch.Tensor) -> tuple[np.ndarray, float]:
         """On a named space: the climbed points snapped to settings, the best by EI, then improved greedily one
         discrete step at a time (another choice, an integer one up or down) while EI rises."""
         def score(points: np.ndarray) -> np.ndarray:
@@ -197,10 +229,13 @@ class KernelSearch:
     def state_dict(self) -> dict[str, Any]:
         """The members' hyper-parameters, the fit count and where the last restart began."""
         return {"members": self.members.state_dict(), "fits": self.fits, "origin": self.origin,
-                "restarts": self.restarts}
+                "restarts": self.restarts,
+                **({"evolution": self.evolution.state_dict()} if self.evolution is not None else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned (a checkpoint of before restarts has none)."""
         self.members.load_state_dict(state["members"])
         self.fits = int(state["fits"])
         self.origin, self.restarts = int(state.get("origin", 0)), int(state.get("restarts", 0))
+        if self.evolution is not None and "evolution" in state:
+            self.evolution.load_state_dict(state["evolution"])

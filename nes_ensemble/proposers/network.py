@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..allocation import Allocation
 from ..ensemble import Ensemble
+from ..kernel_evolution import KernelEvolution
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance, SamplePool
 from ..recommendation import noise_seen, recommend
@@ -20,6 +22,8 @@ from ..search import Schedule, initial_design
 from .base import Proposer, RunSetup
 from .kernel import KernelSearch
 from .planning import sibling_bests
+
+NETWORKS_LEARN_EVERY = 10  # while the Gaussian-process members propose, the networks train on every tenth evaluation
 
 
 class NetworkProposer(Proposer):
@@ -32,7 +36,7 @@ class NetworkProposer(Proposer):
         self.round = 0
         self.ascent_tally = [0, 0]  # successes, trials since the last schedule update
         ker, surrogate = self.cfg.search.kernel, self.cfg.search.mode == "surrogate"  # not the original scheme
-        self.kernel = KernelSearch(self.dim, ker, self.seed, self.rng, setup.space) \
+        self.kernel = KernelSearch(self.dim, ker, self.seed, self.rng, setup.space, self._kernel_evolution()) \
             if ker.until > 0 and surrogate else None
         self.n_repeats = self.cfg.search.repeat if surrogate else 0
         self.n_design = self.design_size  # initial-design points handed out (more while the design is out)
@@ -40,7 +44,25 @@ class NetworkProposer(Proposer):
         self.repeats = 0  # repeated evaluations of the best point handed out
         self._recommended: tuple[int, int | None] = (-1, None)  # (pool size, index) of the last recommendation
         self._noisy = (-1, False)  # (pool size, whether noise_seen) of the last look
+        evo = self.cfg.evolution
+        adaptive = self.kernel is not None and self.ensemble.evolves and evo.share_max > 0
+        self.allocation = Allocation(adaptive, evo.share_min, evo.share_max, evo.share_window)
         self.events = self.ensemble.births()
+        if self.kernel is not None and self.kernel.evolution is not None:
+            self.events += self.kernel.evolution.births(self.kernel.members, 0)
+
+    def _kernel_evolution(self) -> KernelEvolution | None:
+        """The Gaussian-process members' generations where the population evolves (its ids follow the networks')."""
+        if not self.ensemble.evolves or self.cfg.evolution.kernel.every < 0:
+            return None
+        evolution = self.ensemble.evolution
+
+        def new_ids(n: int) -> list[int]:
+            first = evolution.next_id
+            evolution.next_id += n
+            return list(range(first, first + n))
+
+        return KernelEvolution(self.cfg.evolution.kernel, self.seed, self.cfg.budget or 0, new_ids)
 
     def auto_design(self) -> int:
         """The initial design's size when ``search.n_init`` is 0: before the kernel phase max(10, dim + 1) (or
@@ -84,7 +106,9 @@ class NetworkProposer(Proposer):
             self.repeats += 1
             best = ledger.pool.best_index()
             return [Proposal(ledger.pool.x[best].copy(), Provenance("repeat", round=self.round))]
-        if self.kernel is not None and self.kernel.active(ledger):
+        if self.kernel is not None and self.allocation.choose(ledger.pool, self.kernel.active(ledger)) == "gp":
+            if self.allocation.adaptive:  # the networks learn as they go, to be judged and ready for their rounds
+                self.events += self.ensemble.train(ledger.pool, every=NETWORKS_LEARN_EVERY)
             self.round += 1
             out = self.kernel.plan(ledger, self.cfg.search.kernel.per_round, self.round, self.cfg.budget or 0)
             self.events += self.kernel.events
@@ -109,9 +133,11 @@ class NetworkProposer(Proposer):
         (a short run learns more from several small rounds than from a few large ones)."""
         s = self.cfg.search
         n_prop, n_gauss = self.configured_round()
-        until = self.cfg.search.kernel.until if self.kernel is not None else 0
-        networks_from = max(self.n_design, until)  # the kernel phase, if any, comes first
-        left = (self.cfg.budget or 0) - networks_from
+        if self.allocation.adaptive:  # the networks share the budget with the Gaussian-process members
+            left = ((self.cfg.budget or 0) - self.n_design) // 2
+        else:  # the kernel phase, if any, comes first
+            until = self.cfg.search.kernel.until if self.kernel is not None else 0
+            left = (self.cfg.budget or 0) - max(self.n_design, until)
         if self.cfg.budget and s.min_rounds and left < s.min_rounds * (n_prop + n_gauss):
             f = max(left, 0) / (s.min_rounds * (n_prop + n_gauss))
             n_prop, n_gauss = max(1, round(n_prop * f)), min(n_gauss, max(1, round(n_gauss * f)))
@@ -126,7 +152,15 @@ class NetworkProposer(Proposer):
                 proposals: list[Proposal] | None) -> Callable[[Proposal], bool] | None:
         """Score the members on the new evaluations and weigh them for training; then, for proposals of this
         run, count successes for the schedule."""
-        self.ensemble.observe(ledger.pool, start)
+        pool = ledger.pool
+        if self.allocation.adaptive:  # both kinds' test-then-train predictions, for the allocation
+            ok = np.isfinite(pool.y[start:])
+            x, values = pool.x[start:][ok], pool.y[start:][ok]
+            if len(values) and self.ensemble.trained_on > 0:
+                self.allocation.observe("networks", self.ensemble.predict(x), values)
+            if len(values) and self.kernel is not None and self.kernel.fitted:
+                self.allocation.observe("gp", self.kernel.predict(x), values)
+        self.ensemble.observe(pool, start)
         if proposals is None:
             return None
         return self.account(proposals, ledger.pool.y[start:])
@@ -170,7 +204,10 @@ class NetworkProposer(Proposer):
         return {"surrogate_error": self.ensemble.surrogate_error, "ascent_steps": self.schedule.steps,
                 "sigma": self.schedule.sigma, "success_rate": self.schedule.success_rate,
                 "members": float(self.ensemble.size), "diversity": self.ensemble.diversity(ledger.pool),
-                "generation": float(self.ensemble.evolution.generation), "round": float(self.round)}
+                "generation": float(self.ensemble.evolution.generation), "round": float(self.round),
+                **(self.allocation.metrics(ledger.pool) if self.allocation.adaptive else {}),
+                **({"gp_generation": float(self.kernel.evolution.generation)}
+                   if self.kernel is not None and self.kernel.evolution is not None else {})}
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -178,7 +215,7 @@ class NetworkProposer(Proposer):
         sch = self.schedule
         return {"ensemble": self.ensemble.state_dict(), "schedule": [sch.steps, sch.sigma, sch.success_rate],
                 "round": self.round, "ascent_tally": list(self.ascent_tally), "n_design": self.n_design,
-                "designed": self.designed, "repeats": self.repeats,
+                "designed": self.designed, "repeats": self.repeats, "allocation": self.allocation.state_dict(),
                 **({"kernel": self.kernel.state_dict()} if self.kernel else {})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -189,5 +226,6 @@ class NetworkProposer(Proposer):
         self.ascent_tally = [int(v) for v in state["ascent_tally"]]
         self.designed = bool(state["designed"])
         self.repeats = int(state.get("repeats", 0))
+        self.allocation.load_state_dict(state.get("allocation", {}))
         if self.kernel is not None and "kernel" in state:
             self.kernel.load_state_dict(state["kernel"])
