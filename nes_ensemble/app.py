@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from .allocation import KIND_OF_SOURCE
 from .checkpoint import UnsafeCheckpointError
 from .config import AppConfig, ProblemConfig, check_budget, check_seed
 from .loop import EvaluationError, StopFlag
@@ -366,7 +367,9 @@ class _Report:
             self.storage_error, artifacts = err, [a for a in self.written() if os.path.exists(a)]
         if self.tracker is not None:
             self.tracker.log_events(opt.events)
-            self.tracker.log_metrics({"seconds": seconds}, step=opt.n_evaluations)
+            self.tracker.log_metrics({"seconds": seconds, **{f"proposed_by_{kind.replace(' ', '_')}": float(n)
+                                                             for kind, n in proposed_by(opt).items()}},
+                                     step=opt.n_evaluations)
             if self.problem.optimum_value is None:  # the regret's stand-in: the gap to the best this run saw
                 self.tracker.log_series("log10_gap_to_best", *self._gaps())
             self.tracker.log_artifacts(artifacts)
@@ -410,7 +413,9 @@ def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, 
         parts.append(f"regret {regret['regret']:.3g}")
     if "distance" in regret:
         parts.append(f"distance to optimum {regret['distance']:.3g}")
-    parts += [f"{opt.n_evaluations} evaluations", f"{seconds:.1f} s", f"run dir {run_dir}"]
+    kinds = proposed_by(opt)
+    by = f" ({', '.join(f'{kind} {n}' for kind, n in kinds.items() if n)})" if kinds else ""
+    parts += [f"{opt.n_evaluations} evaluations{by}", f"{seconds:.1f} s", f"run dir {run_dir}"]
     mlflow_run = recorded_run(run_dir) if cfg.tracking.enabled else None
     if mlflow_run:
         parts.append(f"MLflow run {mlflow_run}")
@@ -419,9 +424,19 @@ def _summary(cfg: DictConfig, problem: Problem, opt: Optimizer, seconds: float, 
     text = f"{run_name(cfg, problem)}: " + ", ".join(parts) + f"\nbest {what} = {shown}"
     print(text)
     log.info(text.replace("\n", "; "))
-    summary = {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret}
+    summary = {"best_y": best_y, "evaluations": opt.n_evaluations, "seconds": seconds, **regret,
+               **({"proposed_by": kinds} if kinds else {})}
     _write_summary(cfg, problem, run_dir, mlflow_run, summary)
     return summary
+
+
+def proposed_by(opt: Optimizer) -> dict[str, int]:
+    """How many evaluations each kind of member proposed (the design and repeats apart); empty for a baseline."""
+    counts = {"design": 0, "GP members": 0, "networks": 0}
+    for p in opt.pool.provenance:
+        kind = KIND_OF_SOURCE.get(p.source)
+        counts["GP members" if kind == "gp" else kind or "design"] += 1
+    return counts if counts["GP members"] or counts["networks"] else {}
 
 
 def _write_summary(cfg: DictConfig, problem: Problem, run_dir: str, mlflow_run: str | None,

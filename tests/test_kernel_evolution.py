@@ -90,7 +90,8 @@ def test_a_generation_whose_forks_all_score_below_the_parent_leaves_its_genes_as
         assert torch.equal(members.state_dict()[k], v)
 
 
-def test_a_100_evaluation_nes_run_evolves_its_gaussian_process_members_and_sgd_does_not():
+@pytest.mark.slow
+def test_a_nes_run_evolves_its_gaussian_process_members_and_sgd_does_not():
     p = ne.make_problem("branin")
     nes = ne.optimize(p, p.bounds, budget=60, seed=0, strategy="nes")
     sgd = ne.optimize(p, p.bounds, budget=60, seed=0, strategy="sgd")
