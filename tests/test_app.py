@@ -174,3 +174,36 @@ def test_help_says_what_the_app_does_and_explains_every_key():
     assert "strategy   cmaes" in out and "problem    ackley" in out  # the groups and their options
     assert "  budget = 300" in out and "  evaluator.timeout = 0.0\n      seconds one evaluation may take" in out
     assert "  search.kernel.until = " in out and "  problem.space = None" in out
+
+
+@pytest.mark.slow
+def test_the_gaussian_process_members_forks_are_nested_runs_with_their_fitness(tmp_path):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from nes_ensemble.tracking import fork_run_name
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    run_dir = tmp_path / "run"
+    proc = run_app(["problem=branin", "budget=40", "evolution.kernel.every=8", "search.kernel.candidates=128",
+                    f"tracking.uri={uri}", f"hydra.run.dir={run_dir}", *FAST], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "(design 11, GP members 29)" in proc.stdout  # the end line: who proposed what
+    events = [e for e in json.loads((run_dir / "lineage.json").read_text()) if e.get("kind") == "gp"]
+    merges = [e for e in events if e["event"] == "merge"]
+    assert len(merges) >= 2
+    client = MlflowClient(uri)
+    tree = client.search_runs([client.get_experiment_by_name("nes_ensemble-lineage").experiment_id])
+    runs = {int(r.data.tags["member_id"]): r for r in tree if "member_id" in r.data.tags}
+    (birth,) = [e for e in events if e["event"] == "birth"]
+    assert runs[birth["id"]].info.run_name == f"gp{birth['id']}"
+    merged = [(f, w, v, e) for e in merges for f, w, v in zip(e["forks"], e["weights"], e["fork_fitness"]) if w > 0]
+    assert merged
+    generation = {e["id"]: e["generation"] for e in events if e["event"] == "fork"}
+    for fork, weight, fitness, merge in merged:
+        run = runs[fork]
+        assert run.data.tags["mlflow.parentRunId"] == runs[birth["id"]].info.run_id
+        assert run.info.run_name == fork_run_name(fork, generation[fork], weight, "gp")
+        assert run.data.metrics["fitness"] == pytest.approx(fitness) and run.data.params["kind"] == "gp"
+        assert "log density of the newest values" in run.data.tags["mlflow.note.content"]
