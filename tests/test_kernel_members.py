@@ -78,6 +78,7 @@ def test_a_round_of_several_proposals_spreads_them_out():
     assert min(np.linalg.norm(points[i] - points[j]) for i in range(3) for j in range(i)) > 1e-3
 
 
+@pytest.mark.slow  # (the default suite keeps to about 5 minutes; the slow suite runs it)
 def test_the_default_finds_hartmann6s_maximum_at_100_evaluations():
     h6 = ne.make_problem("hartmann6")
     result = ne.optimize(h6, h6.bounds, budget=100, seed=2)

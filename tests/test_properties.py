@@ -95,6 +95,7 @@ def test_a_negative_count_is_refused_naming_its_key(key):
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
 @given(values=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.just(math.nan)),
                        min_size=12, max_size=12))
 @example(values=[math.nan] * 4 + [8.98846567431158e307] + [math.nan] * 4 + [8.988465674311579e307] + [math.nan] * 2)
