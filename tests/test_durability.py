@@ -131,7 +131,8 @@ def test_a_run_folder_in_use_refuses_a_second_resume_in_one_line(tmp_path):
     assert len(Journal.read(run_dir / "evaluations.jsonl")) == 12
 
 
-@pytest.mark.parametrize("damage", ["truncate", pytest.param("delete", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("damage", [pytest.param("truncate", marks=pytest.mark.slow),
+                                    pytest.param("delete", marks=pytest.mark.slow)])
 def test_a_run_whose_checkpoint_is_damaged_resumes_from_its_journal_as_if_never_stopped(damage, tmp_path):
     args = [*[a for a in FAST if not a.startswith("budget=")], "budget=24", "tracking.enabled=false"]
     ref = _app([*args, f"hydra.run.dir={tmp_path / 'ref'}"])
@@ -176,6 +177,7 @@ def _long_run(uri, run_dir, evaluations):
     return proc
 
 
+@pytest.mark.slow
 def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"

@@ -39,6 +39,7 @@ def test_batched_fn_and_minimize():
     assert result.best_y < 1e-2
 
 
+@pytest.mark.slow
 def test_same_seed_same_result_and_other_seed_differs():
     a = ne.optimize(sphere, [(0, 1)] * 2, budget=40, seed=5, **SMALL)
     b = ne.optimize(sphere, [(0, 1)] * 2, budget=40, seed=5, **SMALL)
