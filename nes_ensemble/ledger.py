@@ -57,15 +57,13 @@ class Ledger:
 
     # ------------------------------------------------------------------ asking
     def take(self, n: int | None, plan: Callable[[], list[Proposal]]) -> list[Proposal]:
-        """The next ``n`` queued proposals (None: the rest of the round), planning more when the queue runs dry."""
+        """Up to ``n`` queued proposals (None: the rest of the round), planning a round first if the queue is empty.
+        It never plans twice: the caller hands out what it got before asking for more, so that the next round is
+        planned knowing those points are pending."""
         if not self.queue:
             self.queue.extend(plan())
-        n = len(self.queue) if n is None else n
-        out = []
-        while len(out) < n:
-            if not self.queue:
-                self.queue.extend(plan())
-            out.append(self.queue.pop(0))
+        n = len(self.queue) if n is None else min(n, len(self.queue))
+        out, self.queue = self.queue[:n], self.queue[n:]
         return out
 
     def hand_out(self, X: np.ndarray, proposals: list[Proposal]) -> None:
