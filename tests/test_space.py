@@ -154,3 +154,20 @@ def test_the_journal_names_each_setting(tmp_path):
     P = opt.ask(3)
     opt.tell(P, [system(p) for p in P])
     assert [r["params"] for r in Journal.read(tmp_path / "j.jsonl")] == P
+
+
+def test_a_batch_asked_across_the_end_of_a_round_holds_no_setting_twice():
+    """ask(n) that runs past a round plans the next round knowing the first part is pending (it once planned it
+    blind, and a batch of two could hold one setting twice)."""
+    space = {"lr": ne.Float(1e-4, 1e-1, log=True), "layers": ne.Int(1, 7), "opt": ne.Categorical(["adam", "sgd"])}
+
+    def f(p):
+        return -((np.log10(p["lr"]) + 2.5) ** 2) - 0.1 * (p["layers"] - 3) ** 2 - (p["opt"] != "adam")
+
+    opt = ne.Optimizer(space, seed=0, budget=14)
+    while not opt.done:
+        batch = opt.ask(2)
+        sources = [p.provenance.source for _, p in opt.ledger.pending]
+        if "repeat" not in sources:  # (a repeat measures the noise on purpose)
+            assert batch[0] != batch[1], batch
+        opt.tell(batch, [f(p) for p in batch])
