@@ -56,15 +56,21 @@ class Ledger:
         return len(self.pool)
 
     # ------------------------------------------------------------------ asking
-    def take(self, n: int | None, plan: Callable[[], list[Proposal]]) -> list[Proposal]:
-        """Up to ``n`` queued proposals (None: the rest of the round), planning a round first if the queue is empty.
-        It never plans twice: the caller hands out what it got before asking for more, so that the next round is
-        planned knowing those points are pending."""
-        if not self.queue:
-            self.queue.extend(plan())
-        n = len(self.queue) if n is None else min(n, len(self.queue))
-        out, self.queue = self.queue[:n], self.queue[n:]
-        return out
+    def take(self, n: int | None, plan: Callable[[], list[Proposal]], native: Callable[[np.ndarray], np.ndarray]
+             ) -> np.ndarray:
+        """The next ``n`` queued proposals (None: the rest of the round) handed out as points ``native`` makes of
+        them, planning when the queue runs dry. A part is pending before the next round is planned, so that the
+        round knows those points are taken."""
+        parts, left = [], n
+        while left is None or left > 0:
+            if not self.queue:
+                self.queue.extend(plan())
+            k = len(self.queue) if left is None else min(left, len(self.queue))
+            proposals, self.queue = self.queue[:k], self.queue[k:]
+            parts.append(native(np.stack([p.x for p in proposals])))
+            self.hand_out(parts[-1], proposals)
+            left = 0 if left is None else left - k
+        return np.concatenate(parts)
 
     def hand_out(self, X: np.ndarray, proposals: list[Proposal]) -> None:
         """Remember the points ``X`` (as the user got them) as pending answers to ``proposals``."""

@@ -75,15 +75,7 @@ class Optimizer:
         """``ask`` as an array [n, dim] (for a space, the points as the search encodes them; what the loop uses)."""
         if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
             raise ValueError(f"ask(n={n!r}): n must be a positive integer")
-        parts, left = [], None if n is None else int(n)
-        while left is None or left > 0:  # more than a round: each part is pending before the next is planned
-            proposals = self.ledger.take(left, self._plan)
-            parts.append(self.box.to_native(np.stack([p.x for p in proposals])))
-            self.ledger.hand_out(parts[-1], proposals)
-            if left is None:
-                break
-            left -= len(proposals)
-        return np.concatenate(parts)
+        return self.ledger.take(None if n is None else int(n), self._plan, self.box.to_native)
 
     def _plan(self) -> list[Proposal]:
         proposals = self.proposer.plan(self.ledger)
