@@ -8,11 +8,11 @@ start in both places. This module imports OmegaConf (a small dependency of Hydra
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import numpy as np
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
@@ -405,7 +405,7 @@ def _need(ok: bool, key: str, value: Any, why: str) -> None:
 def check_seed(seed: Any) -> int:
     """``seed`` as an int, or a ValueError naming it: a whole number from 0 to 2**63 - 1 (what numpy and torch
     both accept); 1.7 or '3' are refused rather than silently turned into another seed."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
         raise ValueError(f"seed={seed!r}: must be a whole number from 0 to 2**63 - 1 (or None: a fresh seed)")
     return int(seed)
 
@@ -414,7 +414,7 @@ def check_budget(budget: Any, unknown_ok: bool = False) -> int:
     """``budget`` as an int, or a ValueError naming it: a positive number of evaluations (0 = unknown where
     ``unknown_ok``); True or 2.5 are refused."""
     low = 0 if unknown_ok else 1
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < low:
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < low:
         raise ValueError(f"budget={budget!r}: must be a whole number of evaluations >= {low}"
                          + (" (0: not known)" if unknown_ok else ""))
     return int(budget)

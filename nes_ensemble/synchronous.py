@@ -92,7 +92,8 @@ def optimize(fn: Callable, bounds: Sequence[Sequence[float]] | Mapping[str, Any]
             opt.enqueue(setting)
         objective = SettingFn(fn, opt.box, batched) if isinstance(opt.box, Space) else fn
         bar = _Progress(budget) if progress else None
-        tracked = _Tracked(tracking, opt, fn, strategy, budget) if tracking not in (None, False) else None
+        tracked = Tracked(tracking, opt, getattr(fn, "__name__", type(fn).__name__), strategy,
+                          budget) if tracking not in (None, False) else None
         hooks = [h for h in (bar, tracked, callback) if h is not None]
         status = "FAILED"
         try:
@@ -149,53 +150,59 @@ def tracking_settings(spec: bool | str | Mapping[str, Any]) -> TrackingConfig:
     raise ValueError(f"tracking={spec!r}: give True, a tracking URI, or a dict of uri, experiment, run_name, all_forks")
 
 
-class _Tracked:
-    """MLflow for ``optimize``: the settings at the start, the numbers and the lineage after every round, the history
-    and the lineage as artifacts at the end; written by the tracker's own process, as for the command line."""
+class Tracked:
+    """MLflow for a run driven from Python (``optimize``, the Hydra sweeper): the settings at the start, the numbers
+    and the lineage after every round, the history and the lineage as artifacts at the end; written by the
+    tracker's own process, as for the command line. With ``run_dir`` (a folder kept across restarts) a run that
+    goes on continues its MLflow run; without, a temporary folder holds the tracker's record."""
 
-    def __init__(self, spec: bool | str | Mapping[str, Any], opt: Optimizer, fn: Callable, strategy: str,
-                 budget: int):
+    def __init__(self, spec: bool | str | Mapping[str, Any], opt: Optimizer, name: str, strategy: str,
+                 budget: int, run_dir: str | None = None, source: str = "optimize",
+                 results: str = "the run's results are in the Result optimize returns"):
         from omegaconf import OmegaConf
 
         from .tracking import Tracker, default_uri
 
         settings = tracking_settings(spec)
-        self.folder = tempfile.mkdtemp(prefix="nes_ensemble-")  # the tracker's record, and the artifacts
+        self.own = run_dir is None
+        self.folder = tempfile.mkdtemp(prefix="nes_ensemble-") if self.own else run_dir
         self.start, self.tracker = time.perf_counter(), None
         if not settings.enabled:
             return
-        name = getattr(fn, "__name__", type(fn).__name__)
         params = {**OmegaConf.to_container(opt.cfg), "seed": opt.seed, "direction": opt.direction, "budget": budget}
         self.tracker = Tracker(default_uri(os.getcwd(), settings.uri), settings.experiment,
                                settings.run_name or f"{strategy}-{name}-s{opt.seed}", params,
-                               {"strategy": strategy, "problem": name, "source": "optimize"}, run_dir=self.folder,
-                               all_forks=settings.all_forks,
-                               results="the run's results are in the Result optimize returns")
+                               {"strategy": strategy, "problem": name, "source": source}, run_dir=self.folder,
+                               resume=not self.own, all_forks=settings.all_forks, results=results)
 
     def __call__(self, opt: Optimizer) -> None:
         if self.tracker is None:
             return
         self.tracker.log_events(opt.events)
         metrics = opt.metrics()
-        metrics["elapsed_seconds"] = time.perf_counter() - self.start
+        metrics["elapsed_seconds"] = opt.seconds if not self.own else time.perf_counter() - self.start
         self.tracker.log_metrics(metrics, step=opt.n_evaluations)
 
-    def close(self, opt: Optimizer, status: str) -> str | None:
-        """End the MLflow run with ``status``; returns its id."""
+    def close(self, opt: Optimizer, status: str, artifacts: Sequence[str] | None = None) -> str | None:
+        """End the MLflow run with ``status``, attaching ``artifacts`` (default: the history and the lineage);
+        returns its id."""
         from .tracking import recorded_run
 
         try:
             if self.tracker is None:
                 return None
             self(opt)
-            opt.history().to_csv(os.path.join(self.folder, "history.csv"), index=False)
-            with open(os.path.join(self.folder, "lineage.json"), "w") as f:
-                json.dump(opt.events, f, indent=1)
-            self.tracker.log_artifacts([os.path.join(self.folder, n) for n in ("history.csv", "lineage.json")])
+            if artifacts is None:
+                opt.history().to_csv(os.path.join(self.folder, "history.csv"), index=False)
+                with open(os.path.join(self.folder, "lineage.json"), "w") as f:
+                    json.dump(opt.events, f, indent=1)
+                artifacts = [os.path.join(self.folder, n) for n in ("history.csv", "lineage.json")]
+            self.tracker.log_artifacts(list(artifacts))
             self.tracker.finish(status)
             return recorded_run(self.folder)
         finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            if self.own:
+                shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def result_of(opt: Optimizer, start: float) -> Result:

@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nes_ensemble"
-ONLY_APP_AND_TRACKER = {"hydra": {"app"}, "mlflow": {"tracking"}}  # libraries only these modules import
+# libraries only these modules import (the app side: the command line, the Hydra sweeper, the tracker)
+ONLY_APP_AND_TRACKER = {"hydra": {"app", "hydra_sweeper"}, "mlflow": {"tracking"}}
 
 
 def _modules() -> dict[str, ast.Module]:
