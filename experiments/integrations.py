@@ -21,9 +21,10 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import pandas as pd
 import yaml
-from common import iqr, save_table
+from common import save_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "examples", "hydra_app", "train.py")
@@ -81,7 +82,7 @@ def table(runs: pd.DataFrame) -> pd.DataFrame:
     for name, g in runs.groupby("searcher", sort=False):
         other = g.set_index("seed").best_rmse
         rows.append({"searcher": name, "budget": int(g.budget.iloc[0]), "median best RMSE": g.best_rmse.median(),
-                     "IQR": iqr(g.best_rmse),
+                     "IQR": "{:.4g} - {:.4g}".format(*np.percentile(g.best_rmse, [25, 75])),
                      "nes_ensemble lower on": "" if name.startswith("nes_ensemble") else
                      f"{int((ours < other).sum())}/{len(other)} (equal {int((ours == other).sum())})",
                      "median seconds per sweep": g.seconds.median()})
@@ -93,10 +94,15 @@ def main() -> None:
     parser.add_argument("--part", choices=("hydra", "ray"), required=True)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=0, help="jobs per sweep (default: hydra 40, ray 30)")
+    parser.add_argument("--tables-only", action="store_true", help="remake the table from the saved runs")
     args = parser.parse_args()
     seeds = list(range(args.seeds))
     n = args.budget or (40 if args.part == "hydra" else 30)
-    if args.part == "hydra":
+    name = f"integrations_{args.part}"
+    runs_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}_runs.csv")
+    if args.tables_only:
+        rows = pd.read_csv(runs_file).to_dict("records")
+    elif args.part == "hydra":
         rows = []
         for seed in seeds:
             for sweeper in SWEEPERS:
@@ -105,12 +111,12 @@ def main() -> None:
     else:
         rows = ray_runs(seeds, n)
     runs = pd.DataFrame(rows)
-    name = f"integrations_{args.part}"
-    runs.to_csv(os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}_runs.csv"), index=False)
+    runs.to_csv(runs_file, index=False)
     title = ("The Hydra example: best cross-validated RMSE of the diabetes model, nes_ensemble's sweeper against "
              "Optuna's" if args.part == "hydra" else
              "The Ray Tune example: best cross-validated RMSE of the diabetes model, NESSearch against Tune's default")
-    save_table(table(runs), name, title, "python experiments/integrations.py " + " ".join(sys.argv[1:]))
+    command = " ".join(a for a in sys.argv[1:] if a != "--tables-only")
+    save_table(table(runs), name, title, f"python experiments/integrations.py {command}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ def test_tune_domains_become_named_parameters_and_the_rest_is_refused_naming_it(
     assert params == {"x": Float(-1, 1), "n": Int(0, 7), "c": Categorical(["a", "b", "c"]),
                       "model/lr": Float(1e-4, 1e-1, log=True), "model/q": Int(0, 4)}
     assert convert_space({"k": tune.lograndint(1, 100)})["k"][0] == Int(1, 99, log=True)
+    q = NESSearch({"w": tune.qloguniform(1e-3, 1, 1e-3)}, metric="m", mode="min", seed=0)
+    assert q._params["w"][0] == Float(1e-3, 1, log=True)  # searched on its log scale, rounded for the trial
+    values = [q.suggest(f"t{i}")["w"] for i in range(6)]
+    assert all(1e-3 <= v <= 1 and abs(v / 1e-3 - round(v / 1e-3)) < 1e-9 for v in values), values
     for bad, said in [({"w": tune.grid_search([1, 2])}, "w: tune.grid_search"), ({"w": tune.randn(0, 1)}, "w: "),
                       ({"w": tune.uniform(2, 1)}, "w: "), ({"w": 3}, "no tune.uniform")]:
         with pytest.raises(ValueError, match=said):

@@ -211,7 +211,9 @@ def _param(name: str, domain: Domain) -> tuple[Any, tuple]:
         elif isinstance(domain, (Float, Integer)) and isinstance(sampler, (Uniform, LogUniform)):
             log, integer = isinstance(sampler, LogUniform), isinstance(domain, Integer)
             low, high = domain.lower, domain.upper
-            if step:  # a grid low, low + q, ...: searched as the index of its point
+            if step and log:  # a log scale rounded to multiples of q: searched on the log scale, rounded for the trial
+                p, spec = NEFloat(float(low), float(high), log=True), ("qlog", float(step), integer)
+            elif step:  # a grid low, low + q, ...: searched as the index of its point
                 count = int(math.floor((high - low) / step + 1e-9))
                 p, spec = Int(0, count), ("grid", float(low), float(step), integer)
             elif integer:  # Tune's randint excludes its upper end
@@ -232,13 +234,18 @@ def _spec_ok(spec: tuple) -> bool:
     """Whether a saved record of how a parameter's values map back to Tune's is one ``_param`` writes."""
     if spec in (("choice",), ("int",), ("float",)):
         return True
+    if len(spec) == 3 and spec[0] == "qlog":
+        return isinstance(spec[1], float) and math.isfinite(spec[1]) and spec[1] > 0 and isinstance(spec[2], bool)
     return (len(spec) == 4 and spec[0] == "grid" and all(isinstance(v, float) and math.isfinite(v) for v in spec[1:3])
             and spec[2] > 0 and isinstance(spec[3], bool))
 
 
 def _tune_value(param: tuple[Any, tuple], value: Any) -> Any:
     """The optimizer's value of a parameter as the trial gets it."""
-    _, spec = param
+    p, spec = param
+    if spec[0] == "qlog":
+        point = min(max(round(value / spec[1]) * spec[1], p.low), p.high)
+        return int(round(point)) if spec[2] else float(f"{point:.15g}")
     if spec[0] != "grid":
         return value
     _, low, step, integer = spec
