@@ -138,3 +138,32 @@ def test_a_sweep_killed_midway_goes_on_from_its_folder_without_running_a_finishe
     assert len(records(folder)) == 12 and "12 of 12 jobs" in again.stdout
     (run,) = mlflow_runs(uri)  # the restarted sweep went on with its MLflow run
     assert run.info.status == "FINISHED" and run.data.metrics["evaluations"] == 12
+
+
+class Evil:
+    """Unpickling it would run ``touch``."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.target}",)
+
+
+@pytest.mark.slow
+def test_a_sweep_folder_with_a_crafted_checkpoint_is_refused_and_a_damaged_one_rebuilt_from_the_journal(tmp_path):
+    import torch
+
+    folder, args = tmp_path / "sweep", ("hydra.sweeper.budget=5", *SPACE[:2], "opt=choice(adam,sgd)")
+    run_sweep(folder, *args)
+    saved = folder / "nes_ensemble" / "checkpoint.pt"
+    good = saved.read_bytes()
+    torch.save({"version": 1, "cfg": Evil(tmp_path / "PWNED")}, saved)
+    done = run_sweep(folder, *args, check=False)
+    said = [line for line in done.stderr.splitlines() if "nes_ensemble sweeper:" in line]
+    assert done.returncode != 0 and len(said) == 1 and "refused" in said[0], done.stderr[-2000:]
+    assert not (tmp_path / "PWNED").exists()
+    saved.write_bytes(good[: len(good) // 2])  # a checkpoint cut short: the journal holds every evaluation
+    done = run_sweep(folder, *args)
+    assert "rebuilding from" in done.stdout and "5 of 5 jobs" in done.stdout
+    assert len(records(folder)) == 5  # nothing ran again

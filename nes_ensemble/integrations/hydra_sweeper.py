@@ -340,16 +340,25 @@ class SweeperImpl:
         space = {name: p.param for name, p in params.items()}
         kwargs = dict(seed=self.seed, direction=self.direction)
         config = {"strategy": {"name": self.strategy}, "budget": self.budget, **self.optimizer}
+        from ..checkpoint import UnsafeCheckpointError
+
         try:
+            opt = None
             if earlier is not None and os.path.exists(saved_at):
-                opt = Optimizer.load(saved_at, journal=journal)
-            elif earlier is not None and os.path.exists(journal):
+                try:
+                    opt = Optimizer.load(saved_at, journal=journal)
+                except UnsafeCheckpointError as err:  # not rebuilt over: whoever made the folder should know first
+                    raise SweepError(f"nes_ensemble sweeper: {' '.join(str(err).split())}; if the sweep is yours, "
+                                     f"delete {saved_at} and run it again to rebuild it from its journal") from None
+                except ValueError as err:  # damaged: the journal holds every evaluation
+                    log.warning(f"nes_ensemble sweeper: {' '.join(str(err).split())}; rebuilding from {journal}")
+            if opt is None and earlier is not None and os.path.exists(journal):
                 opt = Optimizer.rebuild(space, journal, config=config, **kwargs)
-            else:
+            elif opt is None:
                 opt = Optimizer(space, config=config, journal=journal, **kwargs)
         except SweepError:
             raise
-        except ValueError as err:  # a misspelt optimizer key, a damaged checkpoint: one line
+        except ValueError as err:  # a misspelt optimizer key: one line
             raise SweepError(f"nes_ensemble sweeper: {' '.join(str(err).split())}") from None
         if earlier is None:
             os.makedirs(self.folder, exist_ok=True)
