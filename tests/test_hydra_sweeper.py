@@ -89,6 +89,7 @@ def test_a_sweep_runs_its_budget_within_the_space_records_a_crash_and_writes_the
     (["lr=interval(0.1,0.01)", "layers=range(1,8)"], ["lr", "low < high"]),
     (["lr=interval(0.001,0.1)", "depth=range(1,8)"], ["depth", "not in the app's config"]),
     (["lr=glob(*)"], ["lr", "glob"]),
+    (["+hydra.sweeper.params.lr='foo(1,2)'"], ["lr=foo(1,2)", "Unknown function 'foo'"]),
     (["lr=interval(0.001,0.1)", "hydra.sweeper.ensemble.members=0"], ["members"]),
     (["lr=interval(0.001,0.1)", "hydra.sweeper.direction=down"], ["direction"]),
 ])

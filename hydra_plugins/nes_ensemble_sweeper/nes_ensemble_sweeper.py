@@ -38,7 +38,7 @@ class NESSweeperConf:
     seed: int = 0
     strategy: str = "nes"  # nes, sgd, or another nes_ensemble strategy
     max_failures: int = 10  # stop after this many failed jobs in a row (0: never)
-    params: Optional[Dict[str, str]] = None  # the search space, in the override grammar: {lr: "interval(0,1)"}
+    params: Dict[str, str] = field(default_factory=dict)  # the search space, in the override grammar: lr: interval(0,1)
     # nes_ensemble's config groups, with their keys and defaults (conf/): hydra.sweeper.ensemble.members=20
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
