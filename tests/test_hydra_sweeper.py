@@ -78,6 +78,8 @@ def test_a_sweep_runs_its_budget_within_the_space_records_a_crash_and_writes_the
     assert math.isclose(best["best_value"], min(r["value"] for r in finished))
     winner = min(finished, key=lambda r: r["value"])
     assert best["best_params"] == {"lr": winner["lr"], "layers": winner["layers"], "opt": winner["opt"]}
+    rows = [line for line in (folder / "summary.md").read_text().splitlines() if line.startswith("|")]
+    assert int(rows[2].split("|")[1]) == winner["job"]  # the summary's first row: the best job
     (run,) = mlflow_runs(uri)  # the sweep is one optimization run, its jobs the evaluations
     assert run.info.status == "FINISHED" and run.data.tags["source"] == "hydra sweeper"
     assert run.data.metrics["evaluations"] == 14 and run.data.metrics["failed_evaluations"] == len(crashed)

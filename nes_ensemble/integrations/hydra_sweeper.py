@@ -402,6 +402,7 @@ class SweeperImpl:
         history.to_csv(os.path.join(self.folder, "history.csv"), index=False)
         with open(os.path.join(self.folder, "lineage.json"), "w") as f:
             json.dump(opt.events, f, indent=1)
+        self._summary(history, params, sweep_dir)
         mlflow_run = tracked.close(opt, status, [os.path.join(self.folder, n) for n in ("history.csv", "lineage.json")]
                                    ) if tracked is not None else None
         failed = int(len(opt.pool) - opt.pool.ok.sum())
@@ -412,6 +413,21 @@ class SweeperImpl:
                 + f"; {os.path.join(sweep_dir, 'optimization_results.yaml') if best is not None else self.folder}"
                 + (f"; MLflow run {mlflow_run}" if mlflow_run else ""))
         log.info(line)
+
+
+    def _summary(self, history: Any, params: dict[str, Param], sweep_dir: str, top: int = 5) -> None:
+        """The best jobs as a table: printed, and saved as summary.md in the sweep folder."""
+        done = history[history["status"] == "ok"]
+        if done.empty:
+            return
+        best = done.sort_values("y", ascending=self.direction == "minimize").head(top)
+        table = best[["evaluation", *params, "y"]].rename(columns={"evaluation": "job", "y": "value"})
+        failed = int((history["status"] != "ok").sum())
+        text = (f"## nes_ensemble sweep: the best {len(table)} of {len(history)} jobs ({self.direction}"
+                + (f"; {failed} failed" if failed else "") + ")\n\n" + table.to_markdown(index=False) + "\n")
+        with open(os.path.join(sweep_dir, "summary.md"), "w") as f:
+            f.write(text)
+        log.info("\n" + text)
 
 
 def _checked(name: str, value: Any, check: Callable[[Any], Any]) -> Any:
