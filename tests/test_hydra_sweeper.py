@@ -94,6 +94,7 @@ def test_a_sweep_runs_its_budget_within_the_space_records_a_crash_and_writes_the
     (["+hydra.sweeper.params.lr='foo(1,2)'"], ["lr=foo(1,2)", "Unknown function 'foo'"]),
     (["lr=interval(0.001,0.1)", "hydra.sweeper.ensemble.members=0"], ["members"]),
     (["lr=interval(0.001,0.1)", "hydra.sweeper.direction=down"], ["direction"]),
+    (["lr=interval(0.001,0.1)", "hydra.sweeper.budget=0"], ["budget"]),
 ])
 def test_a_bad_space_or_setting_stops_the_sweep_before_any_job_in_one_line_naming_it(tmp_path, args, names):
     folder = tmp_path / "sweep"

@@ -187,26 +187,30 @@ class SweeperImpl:
     def __init__(self, budget: int, n_jobs: int, direction: str, seed: int, strategy: str,
                  params: DictConfig | dict | None, max_failures: int, tracking: DictConfig | dict,
                  optimizer: DictConfig | dict | None):
-        from ..config import check_budget, check_seed
-
-        self.budget = _checked("budget", budget, check_budget)
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-            raise SweepError(f"nes_ensemble sweeper: n_jobs={n_jobs!r}: give a whole number >= 1 (jobs launched at "
-                             "a time)")
-        if direction not in ("minimize", "maximize"):
-            raise SweepError(f"nes_ensemble sweeper: direction={direction!r}: choose minimize or maximize")
-        self.seed = _checked("seed", seed, check_seed)
-        self.n_jobs, self.direction, self.strategy = n_jobs, direction, str(strategy)
-        if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
-            raise SweepError(f"nes_ensemble sweeper: max_failures={max_failures!r}: give a whole number >= 0 (0: "
-                             "never stop for failed jobs)")
-        self.max_failures = max_failures
+        # checked in setup: an error raised here would reach the user wrapped in Hydra's instantiation message
+        self.budget, self.n_jobs, self.direction, self.seed = budget, n_jobs, direction, seed
+        self.strategy, self.max_failures = str(strategy), max_failures
         self.params = _plain(params) or {}
         self.tracking = _plain(tracking) or {}
         self.optimizer = {k: _plain(v) for k, v in (_plain(optimizer) or {}).items() if k in OUR_GROUPS and v}
 
+    def _check_settings(self) -> None:
+        from ..config import check_budget, check_seed
+
+        self.budget = _checked("budget", self.budget, check_budget)
+        if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
+            raise SweepError(f"nes_ensemble sweeper: n_jobs={self.n_jobs!r}: give a whole number >= 1 (jobs launched "
+                             "at a time)")
+        if self.direction not in ("minimize", "maximize"):
+            raise SweepError(f"nes_ensemble sweeper: direction={self.direction!r}: choose minimize or maximize")
+        self.seed = _checked("seed", self.seed, check_seed)
+        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < 0:
+            raise SweepError(f"nes_ensemble sweeper: max_failures={self.max_failures!r}: give a whole number >= 0 "
+                             "(0: never stop for failed jobs)")
+
     def setup(self, *, hydra_context: Any, task_function: Callable, config: DictConfig) -> None:
-        """Keep the app's config and make the launcher, whose jobs record what they return."""
+        """Check the settings, keep the app's config and make the launcher, whose jobs record what they return."""
+        self._check_settings()
         self.config, self.hydra_context = config, hydra_context
         self.folder = os.path.abspath(os.path.join(str(config.hydra.sweep.dir), STATE))
         self.launcher = Plugins.instance().instantiate_launcher(
