@@ -32,7 +32,8 @@ def tune_model(seed: int = 0, samples: int = 40, concurrent: int = 2, random: bo
 
     search = BasicVariantGenerator(random_state=seed) if random else NESSearch(seed=seed)
     tuner = tune.Tuner(trainable, param_space=SPACE, tune_config=tune.TuneConfig(
-        search_alg=search, metric="rmse", mode="min", num_samples=samples, max_concurrent_trials=concurrent),
+        search_alg=search, metric="rmse", mode="min", num_samples=samples, max_concurrent_trials=concurrent,
+        reuse_actors=True),  # a trial of a tenth of a second would otherwise wait seconds for a fresh worker
         run_config=tune.RunConfig(storage_path=storage, verbose=0))
     return tuner.fit()
 

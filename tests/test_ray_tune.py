@@ -87,7 +87,8 @@ def test_a_tune_experiment_on_a_local_ray_with_two_trials_at_a_time(tmp_path):
 
         def experiment(search, name, samples):
             tuner = tune.Tuner(trainable, param_space=SPACE, tune_config=tune.TuneConfig(
-                search_alg=search, metric="loss", mode="min", num_samples=samples, max_concurrent_trials=2),
+                search_alg=search, metric="loss", mode="min", num_samples=samples, max_concurrent_trials=2,
+                reuse_actors=True),
                 run_config=tune.RunConfig(storage_path=str(tmp_path), name=name, verbose=0))
             return tuner.fit()
 
