@@ -2,7 +2,7 @@
 through NESSearch against Ray Tune's default (random) search, tuning the diabetes model of ``examples/``.
 
     python experiments/integrations.py --part hydra      # 10 seeds x 2 sweepers x 40 jobs (about 20 minutes)
-    python experiments/integrations.py --part ray        # 10 seeds x 2 searchers x 30 trials, 2 at a time
+    python experiments/integrations.py --part ray        # 10 seeds x 2 searchers x 40 trials, 2 at a time
 
 Each sweep is the command a user types (``python examples/hydra_app/train.py -m hydra/sweeper=...``), run
 in a fresh process; the Optuna sweeper needs ``pip install --no-deps hydra-optuna-sweeper`` (its PyPI
@@ -93,11 +93,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("hydra", "ray"), required=True)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=0, help="jobs per sweep (default: hydra 40, ray 30)")
+    parser.add_argument("--budget", type=int, default=0, help="jobs (trials) per sweep (default 40)")
     parser.add_argument("--tables-only", action="store_true", help="remake the table from the saved runs")
     args = parser.parse_args()
     seeds = list(range(args.seeds))
-    n = args.budget or (40 if args.part == "hydra" else 30)
+    n = args.budget or 40
     name = f"integrations_{args.part}"
     runs_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"{name}_runs.csv")
     if args.tables_only:
