@@ -43,6 +43,7 @@ def test_app_runs_writes_results_and_tracks_in_mlflow(tmp_path):
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"history.csv", "convergence.png"}
 
 
+@pytest.mark.slow  # (the default suite checks a misspelt key in tests/test_refusals.py)
 def test_misspelt_config_key_fails_at_start_naming_it(tmp_path):
     proc = run_app(["serach.mode=original", "tracking=off"], tmp_path)
     assert proc.returncode != 0 and "serach" in proc.stderr
@@ -51,6 +52,7 @@ def test_misspelt_config_key_fails_at_start_naming_it(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # (suite time)
 def test_callable_problem_from_the_command_line(tmp_path):
     calls = tmp_path / "calls.txt"
     (tmp_path / "mysystem.py").write_text(
@@ -152,6 +154,7 @@ def test_lineage_is_a_tree_of_nested_mlflow_runs_in_its_own_experiment(tmp_path)
     assert "budget 40" in log and "40 of 40 evaluations" in log and f"MLflow run {main.info.run_id}" in log
 
 
+@pytest.mark.slow  # (suite time)
 def test_an_unreachable_tracking_store_never_stops_the_run(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_app(["budget=20", "tracking.uri=http://127.0.0.1:9", f"hydra.run.dir={run_dir}", *FAST], tmp_path)

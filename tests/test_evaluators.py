@@ -18,6 +18,7 @@ def sphere(x):
     return -float(np.sum((np.asarray(x) - 0.3) ** 2))
 
 
+@pytest.mark.slow  # (suite time; the default suite runs processes in test_one_worker_gives_the_inline_run_exactly)
 def test_processes_evaluator_runs_the_budget_and_finds_the_optimum():
     result = ne.optimize(sphere, [(0, 1)] * 3, budget=60, seed=0, evaluator="processes", n_workers=2,
                          ensemble={"members": 4})

@@ -61,6 +61,7 @@ def check_in_space(jobs: list[dict]) -> None:
             "adam", "sgd", "crash"), job
 
 
+@pytest.mark.slow  # (suite time; the default suite runs the sweeper up to its checks)
 def test_a_sweep_runs_its_budget_within_the_space_records_a_crash_and_writes_the_best(tmp_path):
     folder, uri = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_sweep(folder, "hydra.sweeper.budget=14", f"hydra.sweeper.tracking.uri={uri}", *SPACE)
@@ -86,14 +87,17 @@ def test_a_sweep_runs_its_budget_within_the_space_records_a_crash_and_writes_the
     assert math.isclose(run.data.metrics["best_y"], best["best_value"])
 
 
+SLOW = pytest.mark.slow  # (suite time: the default suite keeps one case of each kind)
+
+
 @pytest.mark.parametrize("args,names", [
     (["lr=tag(lg,interval(1e-4,1e-1))", "layers=range(1,8)"], ["lr", "lg"]),
-    (["lr=interval(0.1,0.01)", "layers=range(1,8)"], ["lr", "low < high"]),
+    pytest.param(["lr=interval(0.1,0.01)", "layers=range(1,8)"], ["lr", "low < high"], marks=SLOW),
     (["lr=interval(0.001,0.1)", "depth=range(1,8)"], ["depth", "not in the app's config"]),
-    (["lr=glob(*)"], ["lr", "glob"]),
+    pytest.param(["lr=glob(*)"], ["lr", "glob"], marks=SLOW),
     (["+hydra.sweeper.params.lr='foo(1,2)'"], ["lr=foo(1,2)", "Unknown function 'foo'"]),
-    (["lr=interval(0.001,0.1)", "hydra.sweeper.ensemble.members=0"], ["members"]),
-    (["lr=interval(0.001,0.1)", "hydra.sweeper.direction=down"], ["direction"]),
+    pytest.param(["lr=interval(0.001,0.1)", "hydra.sweeper.ensemble.members=0"], ["members"], marks=SLOW),
+    pytest.param(["lr=interval(0.001,0.1)", "hydra.sweeper.direction=down"], ["direction"], marks=SLOW),
     (["lr=interval(0.001,0.1)", "hydra.sweeper.budget=0"], ["budget"]),
 ])
 def test_a_bad_space_or_setting_stops_the_sweep_before_any_job_in_one_line_naming_it(tmp_path, args, names):

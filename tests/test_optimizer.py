@@ -30,6 +30,7 @@ def test_optimize_calls_fn_exactly_budget_times_and_never_outside_bounds():
     assert set(result.history["source"]) <= {"initial", "repeat", "kernel", "ascent", "gaussian", "quadratic"}
 
 
+@pytest.mark.slow  # (suite time)
 def test_batched_fn_and_minimize():
     def batched(X):
         return np.sum((X - 0.25) ** 2, axis=1)

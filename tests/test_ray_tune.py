@@ -40,6 +40,7 @@ def test_tune_domains_become_named_parameters_and_the_rest_is_refused_naming_it(
             convert_space(bad)
 
 
+@pytest.mark.slow  # (suite time)
 def test_the_searcher_finds_the_minimum_and_a_restore_goes_on_without_repeating_a_trial(tmp_path):
     search = NESSearch(SPACE, metric="loss", mode="min", seed=0, budget=40)
     configs = {}
