@@ -147,7 +147,8 @@ def test_a_misspelt_key_says_what_was_meant(tmp_path):
         ne.Optimizer([(0, 1)], ensemble={"member": 5})
 
 
-@pytest.mark.parametrize("edit", ["seed: 0", pytest.param("name: random", marks=pytest.mark.slow),
+@pytest.mark.parametrize("edit", [pytest.param("seed: 0", marks=pytest.mark.slow),  # (suite time)
+                                  pytest.param("name: random", marks=pytest.mark.slow),
                                   pytest.param("- - 0\n    - 1", marks=pytest.mark.slow)])
 def test_resume_refuses_a_config_edited_by_hand_instead_of_contradicting_it(edit, tmp_path):
     run_dir = tmp_path / "run"

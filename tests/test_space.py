@@ -130,6 +130,7 @@ def _cli(tmp_path, *args):
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])})
 
 
+@pytest.mark.slow  # (suite time)
 def test_the_command_line_takes_a_named_space_and_writes_named_history(tmp_path):
     done = _cli(tmp_path, SPACE_ARG, "budget=30", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == 0, done.stderr[-2000:]

@@ -182,6 +182,7 @@ def test_a_checkpoint_that_loads_but_is_wrong_is_a_clear_error(damage, tmp_path)
         ne.Optimizer.load(path)
 
 
+@pytest.mark.slow  # (suite time)
 def test_a_damaged_checkpoint_with_its_journal_resumes_from_the_command_line(tmp_path):
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
