@@ -130,7 +130,8 @@ def test_a_sweep_killed_midway_goes_on_from_its_folder_without_running_a_finishe
     proc = subprocess.Popen(sweep_command(folder, *args), cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while len(records(folder)) < 5 and time.time() < deadline:  # jobs 0-3 told, job 4 finished, job 5 running
+    # jobs 0-3 told, job 4's result recorded by the sweeper (jobs/4.json, written as the job returns), job 5 running
+    while not (folder / "nes_ensemble" / "jobs" / "4.json").exists() and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -140,6 +141,7 @@ def test_a_sweep_killed_midway_goes_on_from_its_folder_without_running_a_finishe
     after = records(folder)
     jobs = [r["job"] for r in after]
     assert sorted(jobs) == list(range(12)), jobs  # every job finished once: none twice, none lost
+    # (a job killed after its own last line but before its result was recorded would rightly run again)
     assert "read back, not run again" in done.stdout or len(before) % 2 == 0
     assert len(__import__("pandas").read_csv(folder / "nes_ensemble" / "history.csv")) == 12
     again = run_sweep(folder, *args)  # a finished sweep started again runs nothing

@@ -268,15 +268,16 @@ class SweeperImpl:
                          "read back, not run again")
             else:
                 launch.append(i)
-        for start in range(0, len(launch), self.n_jobs):  # contiguous job numbers, as the launcher counts
-            group = launch[start:start + self.n_jobs]
-            runs = [group[:1]]
-            for i in group[1:]:
-                (runs[-1].append(i) if i == runs[-1][-1] + 1 else runs.append([i]))
-            for run in runs:
-                returns = self.launcher.launch([overrides[i] for i in run], initial_job_idx=first + run[0])
-                for i, ret in zip(run, returns):
-                    values[i], reasons[i] = self._value_of(ret)
+        runs: list[list[int]] = []  # stretches of consecutive job numbers, as the launcher numbers its jobs
+        for i in launch:
+            if runs and i == runs[-1][-1] + 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            returns = self.launcher.launch([overrides[i] for i in run], initial_job_idx=first + run[0])
+            for i, ret in zip(run, returns):
+                values[i], reasons[i] = self._value_of(ret)
         return values, reasons
 
     @staticmethod
