@@ -30,8 +30,8 @@ from scipy.stats import spearmanr
 from .pool import SamplePool
 
 KINDS = ("gp", "networks")
-KIND_OF_SOURCE = {"kernel": "gp", "ascent": "networks", "quadratic": "networks", "gaussian": "networks",
-                  "cma": "networks"}
+KIND_OF_SOURCE = {"kernel": "gp", "polish": "gp", "ascent": "networks", "quadratic": "networks",
+                  "gaussian": "networks", "cma": "networks"}
 PRIOR = (1.0, 4.0)  # Beta prior of a kind's improvement rate: one improvement in five
 
 

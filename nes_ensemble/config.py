@@ -127,6 +127,10 @@ class KernelConfig:
     # the evaluations since then only (a stuck basin is left, as in TuRBO); 0 = never
     restart_from: int = 100  # ... but not before the pool holds this many successful evaluations (restarting
     # earlier leaves basins before they are polished: Hartmann-6 at 100 evaluations got worse)
+    polish: float = 0.999  # between expected-improvement proposals, a polishing step (the quadratic of
+    # search.polish fitted to the evaluations nearest the best point) where one explains this share of their
+    # variance: every other round after a step that improved on the best, backing off to every 16th round while
+    # they fail; never on a noisy objective; 0 = never
     restart_room: int = 150  # ... and only while a known budget leaves at least this many evaluations after the
     # restart (a run of 150 lost on all six test problems when the last 50 could restart); unknown budget: always
 
@@ -500,6 +504,7 @@ def _check_search(search: DictConfig) -> None:
     need(ker.until >= 0, "search.kernel.until", ker.until, "must be >= 0 (0 = the networks propose from the start)")
     need(ker.members >= 1, "search.kernel.members", ker.members, "needs at least one member")
     need(ker.per_round >= 1, "search.kernel.per_round", ker.per_round, "must be >= 1")
+    need(0 <= ker.polish <= 1, "search.kernel.polish", ker.polish, "must lie in [0, 1] (0 = no polishing steps)")
     need(ker.y_transform in ("standardize", "rank"), "search.kernel.y_transform", ker.y_transform,
          "choose standardize or rank")
     need(ker.starts >= 1 and ker.candidates >= ker.starts, "search.kernel.starts", ker.starts,

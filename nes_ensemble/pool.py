@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-SOURCES = ("initial", "ascent", "gaussian", "cma", "quadratic", "original", "random", "kernel", "repeat")
+SOURCES = ("initial", "ascent", "gaussian", "cma", "quadratic", "original", "random", "kernel", "polish", "repeat")
 
 
 @dataclass

@@ -83,7 +83,7 @@ def test_the_default_finds_hartmann6s_maximum_at_100_evaluations():
     h6 = ne.make_problem("hartmann6")
     result = ne.optimize(h6, h6.bounds, budget=100, seed=2)
     assert list(result.history.source[:12]) == ["initial"] * 10 + ["repeat", "kernel"]
-    assert set(result.history.source[11:]) == {"kernel"}
+    assert set(result.history.source[11:]) <= {"kernel", "polish"}
     assert h6.regret(result.best_x) < 0.01
 
 
@@ -117,9 +117,32 @@ def test_a_noisy_run_recommends_a_point_whose_true_value_is_near_the_optimum():
     h6 = ne.make_problem("hartmann6")
     result = ne.optimize(noisy, noisy.bounds, budget=100, seed=2)
     assert (result.history.source == "repeat").sum() == 1
+    assert "polish" not in set(result.history.source)  # a lucky draw is no place for a Newton step
     observed = result.X[int(np.argmax(result.y))]
     assert h6.regret(result.best_x) < 0.05
     assert h6.regret(result.best_x) < h6.regret(observed)
+
+
+def _narrow_hill(x):
+    a, b = x[0] - 0.37, x[1] - 0.61
+    return -np.log1p(40 * (a * a + 3 * b * b + a * b))  # smooth, far from a quadratic beyond its peak
+
+
+def test_polishing_steps_take_a_smooth_peak_far_below_the_gaussian_process_resolution():
+    result = ne.optimize(_narrow_hill, [(0, 1)] * 2, budget=45, seed=0)
+    steps = result.history[result.history.source == "polish"]
+    assert (steps.y >= steps.best_y).sum() >= 2  # steps that set a new best
+    assert -result.best_y < 1e-9
+
+
+@pytest.mark.slow
+def test_without_polishing_steps_expected_improvement_stalls_short_of_the_peak():
+    kernel_only = ne.optimize(_narrow_hill, [(0, 1)] * 2, budget=45, seed=0, search={"kernel": {"polish": 0}})
+    assert "polish" not in set(kernel_only.history.source)
+    assert -kernel_only.best_y > 1e-7
+    branin = ne.make_problem("branin")
+    polished = ne.optimize(branin, branin.bounds, budget=70, seed=1)
+    assert branin.regret(polished.best_x) < 1e-9
 
 
 def test_standardized_targets_of_values_near_the_float_limit_are_finite():

@@ -77,6 +77,9 @@ CASES: dict[str, tuple[str, int, int, str, dict[str, Any]]] = {
     "kernel_restart": ("branin", 2, 56, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"kernel": {
         "until": 45, "candidates": 128, "ascent_steps": 10, "restart_from": 20, "restart_after": 6,
         "restart_room": 10}}}),
+    # polishing steps between the kernel phase's expected-improvement proposals
+    "kernel_polish": ("branin", 2, 62, "nes", {"ensemble": SMALL, "evolution": EVOLVE, "search": {"kernel": {
+        "until": 60, "candidates": 128, "ascent_steps": 10}}}),
 }
 
 # the default as a user runs it (Hartmann-6, every setting at its default) at the budgets users run most: long runs,

@@ -17,6 +17,10 @@ since the restart only. A known budget must leave ``restart_room`` evaluations a
 short run has no time to find and polish a new basin. Nor does a noisy objective restart (one whose
 repeated point returned another value): there a lucky draw sets the best, and its not rising says
 little. The pool keeps everything; the networks after the phase learn from all of it.
+
+Expected improvement on a model with a noise floor stalls short of a smooth peak, so between its
+proposals the phase makes polishing steps (``search.kernel.polish``): a quadratic fitted to the
+evaluations nearest the best point, where it fits them well, maximized within their box.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..kernel_members import KernelMembers, mixture_log_ei
 from ..ledger import Ledger, Proposal
 from ..pool import Provenance
 from ..recommendation import noise_seen
-from ..search import distinct, initial_design
+from ..search import distinct, initial_design, quadratic_step
 from ..targets import poisson_weights, standardized, train_targets
 
 SAME = 1e-7  # points closer than this (unit cube) are one point: evaluating it again tells nothing new
@@ -70,6 +74,9 @@ class KernelSearch:
             point = self.rng.random((1, self.dim))
             return [Proposal((self.space.snap(point) if self.space is not None else point)[0],
                              Provenance("random", round=round))]
+        polished = self._polish(ledger)
+        if polished is not None:
+            return [Proposal(polished, Provenance("polish", round=round, reference=float(pool.y[pool.best_index()])))]
         x = pool.x[ok][self.origin:]
         if self.evolution is not None and self.evolution.due(len(x), self.dim):
             self.events += self.evolution.step(self.members, x, values[self.origin:], len(pool))
@@ -100,6 +107,33 @@ class KernelSearch:
             if len(out) < n:
                 data, best = self._fantasize(xq[None], data, best)
         return out
+
+    def _polish(self, ledger: Ledger) -> np.ndarray | None:
+        """A polishing step at the best point when one is due, fits its neighbours and lands somewhere new.
+
+        Expected improvement on a Gaussian process with a noise floor stalls some way short of a smooth
+        optimum; a Newton step on the evaluations themselves does not. Due every other round after a
+        step that improved on the best, backing off (4, 8, 16 rounds) while they fail: read from the pool,
+        so a resumed run decides alike. Never on a noisy objective, whose best value is partly luck.
+        """
+        pool = ledger.pool
+        if not self.cfg.polish or noise_seen(pool.x, pool.y):
+            return None
+        since, fails = 0, 0
+        for p, y in zip(reversed(pool.provenance), reversed(pool.y)):
+            if p.source == "polish":
+                if y > p.reference:
+                    break
+                fails += 1
+            elif p.source == "kernel" and not fails:
+                since += 1
+        if since < min(2 ** (fails + 1), 16) - 1:
+            return None
+        ok = pool.ok
+        x = quadratic_step(pool.x[ok], pool.y[ok], pool.x[pool.best_index()], self.cfg.polish)
+        if x is None or not distinct(x[None], ledger.taken(), SAME)[0]:
+            return None
+        return self.space.snap(x[None])[0] if self.space is not None else x
 
     @property
     def fitted(self) -> bool:
