@@ -69,7 +69,7 @@ def task(args: tuple) -> list[dict]:
     return rows
 
 
-def tasks(strategies: list, seeds: int, gp_seeds: int, problems: list[str]) -> list[tuple]:
+def tasks(strategies: list, seeds: int, gp_seeds: int, problems: list[str], first_seed: int = 0) -> list[tuple]:
     """(strategy, problem ..., seed, budgets) of every run: one per budget for a strategy that plans by it."""
     out = []
     for strategy in strategies:
@@ -80,7 +80,8 @@ def tasks(strategies: list, seeds: int, gp_seeds: int, problems: list[str]) -> l
             n = min(gp_seeds, n_seeds) if name == "gp" else (seeds or n_seeds)
             by_budget = isinstance(strategy, tuple) or name in PLANS_BY_BUDGET
             groups = [(b,) for b in BUDGETS] if by_budget else [BUDGETS]
-            out += [(strategy, label, problem, dim, noise, s, g) for s in range(n) for g in groups]
+            out += [(strategy, label, problem, dim, noise, s, g) for s in range(first_seed, first_seed + n)
+                    for g in groups]
     return out
 
 
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--variants", default="", help='JSON: name -> optimize overrides, run like nes, e.g. '
                         '\'{"until150": {"search": {"kernel": {"until": 150}}}}\'')
     parser.add_argument("--seeds", type=int, default=0, help="seeds per problem (default: 20 Hartmann-6, 10 others)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (more seeds for earlier runs)")
     parser.add_argument("--gp-seeds", type=int, default=5, help="seeds of BoTorch's GP (about 0.5 s an evaluation)")
     parser.add_argument("--problems", default="", help="comma-separated subset, e.g. hartmann6,branin")
     parser.add_argument("--budgets", default="", help="comma-separated budgets (default 30,50,100,150; "
@@ -136,7 +138,7 @@ def main() -> None:
                     .split(","))
     strategies: list = [s for s in args.strategies.split(",") if s]
     strategies += list(json.loads(args.variants).items()) if args.variants else []
-    todo = tasks(strategies, args.seeds, args.gp_seeds, [p for p in args.problems.split(",") if p])
+    todo = tasks(strategies, args.seeds, args.gp_seeds, [p for p in args.problems.split(",") if p], args.first_seed)
     runs = pd.DataFrame([row for rows in run_parallel(task, todo, args.workers) for row in rows])
     earlier = [pd.read_csv(os.path.join(RESULTS, f"{n}_runs.csv")) for n in args.include.split(",") if n]
     runs = pd.concat([runs, *earlier], ignore_index=True)
