@@ -27,7 +27,8 @@ def test_optimize_calls_fn_exactly_budget_times_and_never_outside_bounds():
     np.testing.assert_array_equal(result.X, X)
     assert result.best_y == pytest.approx(max(sphere(x) for x in X))
     assert list(result.history["evaluation"]) == list(range(37))
-    assert set(result.history["source"]) <= {"initial", "repeat", "kernel", "ascent", "gaussian", "quadratic"}
+    sources = {"initial", "repeat", "kernel", "polish", "ascent", "gaussian", "quadratic"}
+    assert set(result.history["source"]) <= sources
 
 
 @pytest.mark.slow  # (suite time)
