@@ -67,14 +67,15 @@ class KernelSearch:
         pool = ledger.pool
         ok = pool.ok
         values = pool.y[ok]
+        noisy = noise_seen(pool.x, pool.y)  # (once a round: the restart, the polish and the taken points ask)
         room = not budget or budget - len(pool) >= self.cfg.restart_room
-        if room and self._stalled(values) and not noise_seen(pool.x, pool.y):
+        if room and self._stalled(values) and not noisy:
             return self._restart(pool.x[ok], values, len(pool), round)
         if len(values) - self.origin < 2:  # a restart's design is still out (more workers than its points)
             point = self.rng.random((1, self.dim))
             return [Proposal((self.space.snap(point) if self.space is not None else point)[0],
                              Provenance("random", round=round))]
-        polished = self._polish(ledger)
+        polished = None if noisy else self._polish(ledger)
         if polished is not None:
             return [Proposal(polished, Provenance("polish", round=round, reference=float(pool.y[pool.best_index()])))]
         x = pool.x[ok][self.origin:]
@@ -97,7 +98,7 @@ class KernelSearch:
         out = []
         # a deterministic objective is never evaluated twice at one point (EI climbs a run whose best lies at a
         # corner of the box into that corner again and again); a noisy one may be
-        taken = None if noise_seen(pool.x, pool.y) else ledger.taken()
+        taken = None if noisy else ledger.taken()
         for _ in range(n):
             xq, value = self._maximize(best, x[int(np.argmax(values[self.origin:]))], taken)
             if taken is not None:
@@ -109,15 +110,17 @@ class KernelSearch:
         return out
 
     def _polish(self, ledger: Ledger) -> np.ndarray | None:
-        """A polishing step at the best point when one is due, fits its neighbours and lands somewhere new.
+        """A polishing step at the best point of a deterministic objective, or None: when a step is due, a
+        quadratic fits the best point's neighbours, and its maximizer is a setting not yet evaluated.
 
         Expected improvement on a Gaussian process with a noise floor stalls some way short of a smooth
         optimum; a Newton step on the evaluations themselves does not. Due every other round after a
         step that improved on the best, backing off (4, 8, 16 rounds) while they fail: read from the pool,
-        so a resumed run decides alike. Never on a noisy objective, whose best value is partly luck.
+        so a resumed run decides alike. (The caller asks only when no noise was seen: on a noisy
+        objective the best value is partly luck.)
         """
         pool = ledger.pool
-        if not self.cfg.polish or noise_seen(pool.x, pool.y):
+        if not self.cfg.polish:
             return None
         since, fails = 0, 0
         for p, y in zip(reversed(pool.provenance), reversed(pool.y)):
@@ -131,9 +134,11 @@ class KernelSearch:
             return None
         ok = pool.ok
         x = quadratic_step(pool.x[ok], pool.y[ok], pool.x[pool.best_index()], self.cfg.polish)
-        if x is None or not distinct(x[None], ledger.taken(), SAME)[0]:
+        if x is None:
             return None
-        return self.space.snap(x[None])[0] if self.space is not None else x
+        if self.space is not None:  # judged as the setting it is: snapped, it may be one evaluated already
+            x = self.space.snap(x[None])[0]
+        return x if distinct(x[None], ledger.taken(), SAME)[0] else None
 
     @property
     def fitted(self) -> bool:
