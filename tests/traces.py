@@ -222,6 +222,31 @@ def versions() -> dict[str, str]:
     return out
 
 
+def machine() -> str:
+    """A digest of small linear-algebra results (torch's MKL and LAPACK, numpy's and scipy's OpenBLAS) in the pinned
+    environment. Machines of one kind can still differ here (MKL takes other paths on other CPUs, whatever
+    ``MKL_CBWR`` says), and where these bits differ the runs' bits do: traces compare only on a machine whose
+    probe matches the one they were recorded on."""
+    import numpy as np
+    import scipy.linalg
+    import torch
+
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    h = hashlib.sha256()
+    for n in (2, 3, 6, 10, 17, 33, 64, 100):
+        a = torch.randn(n, n, generator=g, dtype=torch.float64)
+        s = a @ a.T + n * torch.eye(n, dtype=torch.float64)
+        a32, s32 = a.float(), s.float()
+        for t in (s, torch.linalg.cholesky(s), torch.linalg.eigh(s)[0], torch.linalg.solve(s, a), a32 @ a32.T,
+                  torch.linalg.eigh(s32)[0], torch.linalg.cholesky(s32), torch.tanh(a32), torch.exp(a),
+                  torch.nn.functional.linear(torch.randn(50, n, generator=g), a32)):
+            h.update(t.numpy().tobytes())
+        h.update(np.matmul(a.numpy(), a.numpy().T).tobytes())
+        h.update(scipy.linalg.cholesky(s.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
 def collect(names: list[str] | None = None) -> dict[str, Any]:
     """Every case's digest (``None`` for a case whose optional library is missing)."""
     import torch
@@ -256,12 +281,16 @@ def main() -> None:
         for name in FIXTURES:
             make_fixture(name)
     traces = collect(args.only.split(",") if args.only else None)
-    record = {"versions": versions(), "traces": traces}
+    record = {"versions": versions(), "machine": machine(), "traces": traces}
+    before = json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {"traces": {}}
+    kept = before["traces"] if before.get("machine") == record["machine"] else {}  # another machine's are void
+    if args.write and not kept and before["traces"]:
+        print(f"traces: recorded on a machine with probe {before.get('machine')}, this one's is {record['machine']}: "
+              "the cases not run now are dropped", file=sys.stderr)
     if args.write and args.only:  # record these cases, keep the others
-        record["traces"] = {**json.loads(REFERENCE.read_text())["traces"], **traces}
+        record["traces"] = {**kept, **traces}
     elif args.write:  # every short case; the long ones as recorded
-        long = {k: v for k, v in json.loads(REFERENCE.read_text())["traces"].items() if k in LONG}
-        record["traces"] = {**long, **traces}
+        record["traces"] = {**{k: v for k, v in kept.items() if k in LONG}, **traces}
     if args.write:
         REFERENCE.parent.mkdir(parents=True, exist_ok=True)
         REFERENCE.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
