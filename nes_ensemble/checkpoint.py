@@ -167,7 +167,8 @@ def _point(v: Any, dim: int) -> bool:
 # settings added since a checkpoint was written, with the values that keep its run what it was
 ADDED_SETTINGS = {("search", "kernel", "until"): 0, ("search", "repeat"): 0,
                   ("search", "kernel", "restart_after"): 0, ("search", "cma", "enabled"): False,
-                  ("evolution", "kernel", "every"): -1, ("search", "kernel", "polish"): 0.0}
+                  ("evolution", "kernel", "every"): -1, ("search", "kernel", "polish"): 0.0,
+                  ("evolution", "kernel", "clip"): 0.0}
 
 
 def with_settings_of_their_time(state: dict[str, Any]) -> dict[str, Any]:

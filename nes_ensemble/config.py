@@ -195,6 +195,10 @@ class KernelEvolutionConfig:
     sigma_prior: float = 0.7  # of the log strength of the length-scale prior
     sigma_floor: float = 1.0  # of the log noise floor
     switch_family: float = 0.2  # probability that a fork takes another kernel family (Matern-5/2, -3/2, RBF)
+    clip: float = 0.0  # a fork's gain over its parent: the log-density differences on the held-out evaluations,
+    # each clipped to +-clip nats, summed (one badly predicted evaluation decides nothing alone); 0 = not clipped
+    evidence: float = 0.0  # nats: the merge moves the parent by eta * G / (G + evidence) of the way, G the forks'
+    # summed gains (a fork that gained a hundredth of a nat moves it a hundredth as far); 0 = the whole way
 
 
 @dataclass
@@ -470,6 +474,8 @@ def check(cfg: DictConfig) -> None:
     need(0 <= kev.switch_family <= 1, "evolution.kernel.switch_family", kev.switch_family, "is a probability")
     need(min(kev.sigma_warp, kev.sigma_prior, kev.sigma_floor) >= 0, "evolution.kernel.sigma_*",
          (kev.sigma_warp, kev.sigma_prior, kev.sigma_floor), "must be >= 0")
+    need(kev.clip >= 0, "evolution.kernel.clip", kev.clip, "must be >= 0 (0: gains not clipped)")
+    need(kev.evidence >= 0, "evolution.kernel.evidence", kev.evidence, "must be >= 0 (0: merges go the whole way)")
 
 
 def _check_search(search: DictConfig) -> None:

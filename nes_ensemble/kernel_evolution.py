@@ -13,10 +13,14 @@ one with noise does not). So every ``evolution.kernel.every`` successful evaluat
 3. each is scored on those newest evaluations, test-then-train: the log density it gave their values,
    in the units of the values (the warp's Jacobian included, so members that warp differently are
    compared on one scale; summed over a pool this is the model's marginal likelihood);
-4. the parent moves toward the forks that scored above it, weighted by how much:
-   ``gene <- gene + eta * sum_i w_i (gene_i - gene)`` with ``w_i`` proportional to
-   ``max(0, fitness_i - fitness_parent)``; the family is the best fork's when that one beat the parent.
-   A generation whose forks all scored below the parent leaves it as it was.
+4. the parent moves toward the forks that gained on it, weighted by how much:
+   ``gene <- gene + eta * sum_i w_i (gene_i - gene)``. A fork's gain is the difference of its and the
+   parent's log densities on each held-out evaluation, clipped to +-``clip`` nats, summed, and
+   counted where positive; ``w_i`` is its share of the forks' summed gain G, times G / (G + ``evidence``),
+   so a generation won by a hundredth of a nat moves the parent a hundredth of the way. (Ten held-out
+   evaluations say little: unclipped and taken whole, one value a fork happened to put inside its
+   spread decided a generation, and the genes drifted by chance.) The family is the best fork's when
+   G reaches ``evidence``. A generation whose forks all scored below the parent leaves it as it was.
 
 Every step emits plain events for the tracker (``kind: "gp"``). Nothing here imports MLflow or Hydra.
 """
@@ -41,6 +45,18 @@ def genes(members: KernelMembers, i: int) -> dict[str, float | str]:
     """Member i's genes as plain values, for events."""
     return {"warp": round(float(members.warp[i]), 6), "prior": float(members.prior[i]),
             "floor": float(members.floor[i]), "family": FAMILIES[int(members.family[i])]}
+
+
+def gains(forks: torch.Tensor, parent: torch.Tensor, clip: float) -> torch.Tensor:
+    """Each fork's gain over its parent [forks], from their log densities of the held-out evaluations (forks
+    [f, m], parent [m]): the differences, each clipped to +-``clip`` nats when ``clip`` > 0 (one evaluation that a
+    model put far outside its spread decides nothing alone), summed; 0 where a fork did not gain or a density
+    failed."""
+    if clip > 0:
+        gain = torch.nan_to_num((forks - parent).clamp(-clip, clip), nan=-np.inf).sum(1)
+    else:
+        gain = forks.sum(1) - parent.sum()
+    return torch.where(torch.isfinite(gain), gain, 0.0).clamp_min(0.0)
 
 
 class KernelEvolution:
@@ -90,7 +106,8 @@ class KernelEvolution:
         switch = forks & (torch.rand(len(index), generator=g) < cfg.switch_family)
         other = torch.randint(1, len(FAMILIES), (len(index),), generator=g)
         cand.family = torch.where(switch, (cand.family + other) % len(FAMILIES), cand.family)
-        fitness = self._score(cand, x, values, old)
+        points = self._score(cand, x, values, old)  # [candidates, held-out evaluations]
+        fitness = points.sum(1)
         events: list[dict] = []
         ids = self.new_ids(n)
         fork_ids = iter(ids)
@@ -101,31 +118,32 @@ class KernelEvolution:
                 events.append({"event": "fork", "kind": "gp", "id": fid, "parent": self.ids[p],
                                "generation": self.generation, "evaluations": evaluations, **genes(cand, j)})
             before, fit = float(fitness[rows[0]]), fitness[rows[1:]]
-            w = self._merge(members, p, cand, rows[1:], fit, before)
+            gain = gains(points[rows[1:]], points[rows[0]], cfg.clip)
+            w = self._merge(members, p, cand, rows[1:], fit, gain)
             events.append({"event": "merge", "kind": "gp", "id": self.ids[p], "generation": self.generation,
                            "evaluations": evaluations, "forks": mine, "weights": [round(float(v), 6) for v in w],
-                           "fork_fitness": [float(v) for v in fit], "fitness_before": before, **genes(members, p)})
-        after = self._score(members.subset(torch.arange(k)), x, values, old)
+                           "fork_fitness": [float(v) for v in fit], "fitness_before": before,
+                           "gains": [round(float(v), 6) for v in gain], **genes(members, p)})
+        after = self._score(members.subset(torch.arange(k)), x, values, old).sum(1)
         for e, value in zip([e for e in events if e["event"] == "merge"], after.tolist()):
             e["fitness_after"] = value
         return events
 
     @staticmethod
     def _score(cand: KernelMembers, x: np.ndarray, values: np.ndarray, old: int) -> torch.Tensor:
-        """Each candidate's test-then-train fitness: fitted to the first ``old`` evaluations, the log density it
-        gives the rest."""
+        """Each candidate's test-then-train fitness on each held-out evaluation [candidates, m]: fitted to the first
+        ``old`` evaluations, the log density it gives each of the rest."""
         cand.fit(x[:old], cand.targets(standardized(values[:old])))
         score = cand.log_density(x[old:], values[old:], values[:old])
         return torch.nan_to_num(score, nan=-np.inf)
 
     def _merge(self, members: KernelMembers, p: int, cand: KernelMembers, rows: torch.Tensor, fit: torch.Tensor,
-               before: float) -> torch.Tensor:
-        """Move member p's genes toward the forks ``rows`` of ``cand`` that scored above it; the merge weights."""
-        gain = (fit - before).clamp_min(0.0)
-        gain = torch.where(torch.isfinite(gain), gain, 0.0)
-        if float(gain.sum()) <= 0:
+               gain: torch.Tensor) -> torch.Tensor:
+        """Move member p's genes toward the forks ``rows`` of ``cand`` with a gain over it; the merge weights."""
+        total = float(gain.sum())
+        if total <= 0:
             return torch.zeros(len(rows), dtype=torch.float64)
-        w = gain / gain.sum()
+        w = gain / total * (total / (total + self.cfg.evidence))  # small gains, small steps
         eta = self.cfg.eta
 
         def pull(current: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -134,7 +152,8 @@ class KernelEvolution:
         members.warp[p] = pull(members.warp[p], cand.warp[rows]).clamp(WARP_MIN, 1.0)
         members.prior[p] = torch.exp(pull(torch.log(members.prior[p]), torch.log(cand.prior[rows])))
         members.floor[p] = torch.exp(pull(torch.log(members.floor[p]), torch.log(cand.floor[rows])))
-        members.family[p] = cand.family[rows[int(torch.argmax(fit))]]
+        if total >= self.cfg.evidence:
+            members.family[p] = cand.family[rows[int(torch.argmax(gain))]]
         return w
 
     def state_dict(self) -> dict:

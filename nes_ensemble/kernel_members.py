@@ -187,17 +187,17 @@ class KernelMembers:
         return mean, var.clamp_min(1e-12)
 
     def log_density(self, x: np.ndarray, values: np.ndarray, reference: np.ndarray) -> torch.Tensor:
-        """Each member's log predictive density of new ``values`` at ``x`` [m, d] (observation noise included),
-        summed, in the units of the values, for members conditioned on the ``reference`` values: [k]. Members that
-        warp their targets differently are compared on one scale (the warp's Jacobian is part of the density)."""
+        """Each member's log predictive density of each new value of ``values`` at ``x`` [m, d] (observation noise
+        included), in the units of the values, for members conditioned on the ``reference`` values: [k, m]. Members
+        that warp their targets differently are compared on one scale (the warp's Jacobian is part of the
+        density)."""
         mean, var = self.predict(torch.as_tensor(x, dtype=torch.float64))
         var = var + (torch.exp(self.log_noise) + self.floor)[:, None]
-        out = torch.empty(self.size, dtype=torch.float64)
+        out = torch.empty(self.size, len(values), dtype=torch.float64)
         for power in torch.unique(self.warp).tolist():
             rows = self.warp == power
             t, log_slope = (torch.as_tensor(a) for a in warp_scores(values, reference, power))
-            lp = -0.5 * torch.log(2 * math.pi * var[rows]) - 0.5 * (t - mean[rows]).square() / var[rows] + log_slope
-            out[rows] = lp.sum(1)
+            out[rows] = -0.5 * torch.log(2 * math.pi * var[rows]) - 0.5 * (t - mean[rows]).square() / var[rows] + log_slope
         return out
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

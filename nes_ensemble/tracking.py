@@ -168,7 +168,8 @@ def fork_run_name(fork: int, generation: int, weight: float, prefix: str = "m") 
     return f"g{generation} w{shown} {prefix}{fork}"
 
 
-def _description(event: Mapping[str, Any], weight: float | None = None, fitness: float | None = None) -> str:
+def _description(event: Mapping[str, Any], weight: float | None = None, fitness: float | None = None,
+                 gain: float | None = None) -> str:
     """The sentence shown as a member or fork run's description in the MLflow UI."""
     at = f"at evaluation {event.get('evaluations', 0)}"
     m = member_prefix(event)
@@ -182,7 +183,8 @@ def _description(event: Mapping[str, Any], weight: float | None = None, fitness:
         return (f"Fork gp{event['id']} of the Gaussian-process member gp{event['parent']}, generation "
                 f"{event['generation']} ({at}): genes warp {event['warp']:.3g}, prior {event['prior']:.3g}, noise "
                 f"floor {event['floor']:.3g}, kernel {event['family']}; fitted apart to holdout fitness {fitness:.4g} "
-                f"(log density of the newest values), then merged back with weight {weight:.2f}.")
+                f"(log density of the newest values{'' if gain is None else f'; gain over its parent {gain:.3g}'}), then "
+                f"merged back with weight {weight:.2f}.")
     return (f"Fork m{event['id']} of member m{event['parent']}, generation {event['generation']} ({at}): trained "
             f"apart to holdout fitness {fitness:.4g}, then merged back into m{event['parent']} with NES weight "
             f"{weight:.2f}.")
@@ -497,20 +499,23 @@ class _Writer:
         self.merged.add(key)
         now, Metric = int(time.time() * 1000), self._Metric
         detail = {"forks": event["forks"], "weights": event["weights"], "fork_fitness": event["fork_fitness"],
-                  "fitness_before": event["fitness_before"], "fitness_after": event["fitness_after"]}
+                  "fitness_before": event["fitness_before"], "fitness_after": event["fitness_after"],
+                  **({"gains": event["gains"]} if "gains" in event else {})}
         values = {"fitness_before_merge": event["fitness_before"], "fitness_after_merge": event["fitness_after"],
                   **{k: event[k] for k in ("lr", "width", "warp", "prior", "floor") if k in event}}
         self.client.log_batch(parent, metrics=[Metric(k, v, now, step) for k, v in values.items() if _finite(v)],
             tags=[self._RunTag(f"merge.generation{event['generation']}", json.dumps(detail))])
-        for fork, weight, fitness in zip(forks, event["weights"], event["fork_fitness"]):
+        gains = event.get("gains", [None] * len(forks))
+        for fork, weight, fitness, gain in zip(forks, event["weights"], event["fork_fitness"], gains):
             if fork is None or fork["id"] in self.known or (weight <= 0 and not self.all_forks):
                 continue
             run = self._new_run(fork, parent, fork_run_name(fork["id"], fork["generation"], weight,
                                                             member_prefix(fork)),
-                                _description(fork, weight, fitness), "fork",
+                                _description(fork, weight, fitness, gain), "fork",
                                 order=self.runs_start.get(parent, now) - fork["generation"])
             self.client.log_batch(run, metrics=[Metric("merge_weight", weight, now, step)] + (
-                [Metric("fitness", fitness, now, step)] if _finite(fitness) else []),
+                [Metric("fitness", fitness, now, step)] if _finite(fitness) else []) + (
+                [Metric("gain", gain, now, step)] if _finite(gain) else []),
                                   tags=[self._RunTag("merged_into", str(event["id"]))])
             self.client.set_terminated(run, "FINISHED", end_time=self.runs_start[run] + 1)
 

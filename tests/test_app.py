@@ -201,12 +201,14 @@ def test_the_gaussian_process_members_forks_are_nested_runs_with_their_fitness(t
     runs = {int(r.data.tags["member_id"]): r for r in tree if "member_id" in r.data.tags}
     (birth,) = [e for e in events if e["event"] == "birth"]
     assert runs[birth["id"]].info.run_name == f"gp{birth['id']}"
-    merged = [(f, w, v, e) for e in merges for f, w, v in zip(e["forks"], e["weights"], e["fork_fitness"]) if w > 0]
+    merged = [(f, w, v, g) for e in merges
+              for f, w, v, g in zip(e["forks"], e["weights"], e["fork_fitness"], e["gains"]) if w > 0]
     assert merged
     generation = {e["id"]: e["generation"] for e in events if e["event"] == "fork"}
-    for fork, weight, fitness, merge in merged:
+    for fork, weight, fitness, gain in merged:
         run = runs[fork]
         assert run.data.tags["mlflow.parentRunId"] == runs[birth["id"]].info.run_id
         assert run.info.run_name == fork_run_name(fork, generation[fork], weight, "gp")
         assert run.data.metrics["fitness"] == pytest.approx(fitness) and run.data.params["kind"] == "gp"
+        assert gain > 0 and run.data.metrics["gain"] == pytest.approx(gain)  # what the merge weighed it by
         assert "log density of the newest values" in run.data.tags["mlflow.note.content"]

@@ -6,7 +6,7 @@ import torch
 
 import nes_ensemble as ne
 from nes_ensemble.config import KernelEvolutionConfig
-from nes_ensemble.kernel_evolution import KernelEvolution
+from nes_ensemble.kernel_evolution import KernelEvolution, gains
 from nes_ensemble.kernel_members import KernelMembers
 from nes_ensemble.targets import standardized, warp_scores, warped
 
@@ -47,7 +47,7 @@ def test_a_member_that_warps_like_the_values_gives_new_values_a_higher_density()
     members = KernelMembers(2, 2)
     members.warp = torch.tensor([1.0, 0.0], dtype=torch.float64)
     members.fit(x[:40], members.targets(standardized(y[:40])))
-    density = members.log_density(x[40:], y[40:], y[:40])
+    density = members.log_density(x[40:], y[40:], y[:40]).sum(1)
     assert density[1] > density[0] + 5.0
 
 
@@ -69,11 +69,24 @@ def test_generations_move_the_warp_toward_the_log_on_values_that_span_orders_of_
     assert float(members.warp[0]) < 0.7
     merges = [e for e in events if e["event"] == "merge"]
     assert len(merges) == 6 and all(e["kind"] == "gp" for e in merges)
-    # a merge moves the parent only toward forks that scored above it, weighted by how much
+    # a merge moves the parent only toward forks that gained on it, weighted by how much, and the whole way only
+    # as far as the evidence of the gains goes: weights gain_i / (G + evidence)
+    evidence = KernelEvolutionConfig().evidence
     for e in merges:
-        better = [f > e["fitness_before"] for f in e["fork_fitness"]]
-        assert all((w > 0) == b for w, b in zip(e["weights"], better))
-        assert sum(e["weights"]) == pytest.approx(1.0 if any(better) else 0.0)
+        gained = [g > 0 for g in e["gains"]]
+        assert all((w > 0) == b for w, b in zip(e["weights"], gained))
+        expected = np.array(e["gains"]) / (sum(e["gains"]) + evidence) if any(gained) else np.zeros(4)
+        assert np.allclose(e["weights"], expected, atol=1e-5)
+
+
+def test_clipped_gains_let_no_single_evaluation_decide_a_merge():
+    parent = torch.zeros(10, dtype=torch.float64)
+    lucky = torch.full((10,), -0.5, dtype=torch.float64)
+    lucky[3] = 40.0  # one held-out value far outside the parent's spread, the rest slightly worse
+    steady = torch.full((10,), 0.3, dtype=torch.float64)
+    forks = torch.stack([lucky, steady, torch.full((10,), -torch.inf, dtype=torch.float64)])
+    assert gains(forks, parent, 0.0).tolist() == pytest.approx([35.5, 3.0, 0.0])
+    assert gains(forks, parent, 1.0).tolist() == pytest.approx([0.0, 3.0, 0.0])
 
 
 def test_a_generation_whose_forks_all_score_below_the_parent_leaves_its_genes_as_they_were():
@@ -101,3 +114,8 @@ def test_a_nes_run_evolves_its_gaussian_process_members_and_sgd_does_not():
     assert all(np.isfinite(f) for e in gp if e["event"] == "merge" for f in e["fork_fitness"])
     assert not any(e.get("kind") == "gp" for e in sgd.lineage)
     assert not np.array_equal(nes.X, sgd.X)
+
+
+def test_a_negative_clip_of_the_gains_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"evolution.kernel.clip"):
+        ne.Optimizer([(0, 1)], evolution={"kernel": {"clip": -1.0}})

@@ -48,6 +48,12 @@ def tracked_run(tmp_path_factory):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "sweep summary of 4 jobs" in proc.stdout and (tmp_path / "sweep" / "summary.png").stat().st_size > 10000
+    # the default: Gaussian-process members from the start, their genes forked and merged every 8 evaluations
+    proc = subprocess.run([sys.executable, "-m", "nes_ensemble", "problem=branin", "budget=40", "seed=1",
+                           "evolution.kernel.every=8", "progress=false", f"tracking.uri={uri}",
+                           "tracking.experiment=gp", f"hydra.run.dir={tmp_path}/gp"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
     return uri
 
 
@@ -145,6 +151,27 @@ def test_the_fork_that_won_reads_whole_under_its_member_in_the_family_tree(serve
     for upper, lower in zip(chain, chain[1:]):
         assert visual[upper][0] < visual[lower][0] and visual[lower][1] > visual[upper][1], (upper, lower)
     assert all(visual[name][2] for name in chain), visual  # shown whole: no name cut short by the column
+
+
+def test_a_gaussian_process_fork_shows_its_genes_fitness_and_gain_under_its_member(server, tmp_path):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    tree = _experiment(server, "gp-lineage")
+    runs = _runs(server, tree)
+    forks = {rid: t for rid, t in runs.items() if t.get("kind") == "fork"}
+    assert forks and all(t["mlflow.runName"].endswith(f"gp{t['member_id']}") for t in forks.values())
+    assert len({t["mlflow.runName"].split()[0] for t in forks.values()}) >= 2  # forks of two generations or more
+    won = max(forks, key=lambda rid: float(forks[rid]["gain"]))
+    member = runs[forks[won]["mlflow.parentRunId"]]
+    assert member["mlflow.runName"].startswith("gp") and float(forks[won]["merge_weight"]) > 0
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{server}/#/experiments/{tree}/runs/{won}")
+        page.get_by_text("holdout fitness").first.wait_for(timeout=60000)  # the description, with the genes
+        for text in ("warp", "gain over its parent", f"{float(forks[won]['fitness']):.4g}"):
+            assert page.get_by_text(text, exact=False).count() > 0, text
+        _shot(page, tmp_path, "mlflow_gp_fork.png")
+        browser.close()
 
 
 def test_the_sweep_ends_with_a_summary_run_and_member_runs_stay_out_of_the_experiment(server, tmp_path):
