@@ -195,9 +195,9 @@ class KernelEvolutionConfig:
     sigma_prior: float = 0.7  # of the log strength of the length-scale prior
     sigma_floor: float = 1.0  # of the log noise floor
     switch_family: float = 0.2  # probability that a fork takes another kernel family (Matern-5/2, -3/2, RBF)
-    clip: float = 0.0  # a fork's gain over its parent: the log-density differences on the held-out evaluations,
+    clip: float = 1.0  # a fork's gain over its parent: the log-density differences on the held-out evaluations,
     # each clipped to +-clip nats, summed (one badly predicted evaluation decides nothing alone); 0 = not clipped
-    evidence: float = 0.0  # nats: the merge moves the parent by eta * G / (G + evidence) of the way, G the forks'
+    evidence: float = 1.0  # nats: the merge moves the parent by eta * G / (G + evidence) of the way, G the forks'
     # summed gains (a fork that gained a hundredth of a nat moves it a hundredth as far); 0 = the whole way
 
 
