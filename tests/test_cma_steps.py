@@ -146,4 +146,4 @@ def test_a_step_size_outside_the_unit_cube_is_refused_by_name():
 def test_the_default_beats_cma_es_alone_on_ackley20_at_1000_evaluations():
     f = ne.make_problem("ackley", 20)
     result = ne.optimize(f, f.bounds, budget=1000, seed=0)
-    assert f.regret(result.best_x) < 2.09  # CMA-ES's median over seeds 0-2 (experiments/results/large_budget.md)
+    assert f.regret(result.best_x) < 2.09  # CMA-ES's median over seeds 0-2 (experiments/results/large_budget_clip.md)
