@@ -204,7 +204,8 @@ def test_sigint_saves_marks_the_run_killed_and_says_how_to_resume(tmp_path):
 
 @pytest.mark.parametrize("delay", [0.5, pytest.param(2.5, marks=pytest.mark.slow)])
 def test_ctrl_c_while_the_run_starts_exits_130_without_a_traceback(delay, tmp_path):
-    proc = _app([*FAST, "budget=400", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/r"])
+    # a budget no machine finishes within the delay (400 evaluations took under 2.5 s on a fast one)
+    proc = _app([*FAST, "budget=20000", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"hydra.run.dir={tmp_path}/r"])
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

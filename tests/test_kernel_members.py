@@ -120,7 +120,9 @@ def test_a_noisy_run_recommends_a_point_whose_true_value_is_near_the_optimum():
     assert "polish" not in set(result.history.source)  # a lucky draw is no place for a Newton step
     observed = result.X[int(np.argmax(result.y))]
     assert h6.regret(result.best_x) < 0.05
-    assert h6.regret(result.best_x) < h6.regret(observed)
+    # never worse than the luckiest draw here; often the same point at 100 evaluations, where the search has
+    # already sampled densely near the optimum (strictly better: the test of recommend() above)
+    assert h6.regret(result.best_x) <= h6.regret(observed)
 
 
 def _narrow_hill(x):
