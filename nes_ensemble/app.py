@@ -189,13 +189,16 @@ def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, f
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     problem = build_problem(cfg.problem, cfg.seed)
-    opt = _open(cfg, problem, run_dir)
-    tracker = _tracker(cfg, problem, run_dir, project_root) if cfg.tracking.enabled else None
-    report = _Report(cfg, problem, opt, run_dir, tracker)
+    with _held_interrupts() as held:
+        opt = _open(cfg, problem, run_dir)
+        tracker = _tracker(cfg, problem, run_dir, project_root) if cfg.tracking.enabled else None
+        report = _Report(cfg, problem, opt, run_dir, tracker)
     status, failure = "FINISHED", None
     stop = StopFlag()
     with _interrupts(stop):
         try:
+            if held.asked:  # Ctrl-C while the run was set up: stopped before its first evaluation, its MLflow run closed
+                raise KeyboardInterrupt
             run_loop(opt, Objective(problem), cfg.budget, report.after_round, stop=stop)  # in the user's sign
         except KeyboardInterrupt:
             status = "KILLED"
@@ -469,6 +472,23 @@ def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str)
     return Tracker(default_uri(project_root, cfg.tracking.uri), cfg.tracking.experiment, name,
                    OmegaConf.to_container(cfg, resolve=True), tags, run_dir=run_dir, resume=bool(cfg.resume),
                    all_forks=cfg.tracking.all_forks)
+
+
+class _held_interrupts:
+    """SIGINT and SIGTERM while the run is set up (the checkpoint read, MLflow's store created and migrated) are
+    remembered, not raised: raised inside a library, a broad ``except`` there could swallow them, and the run
+    would go on as if never interrupted."""
+
+    def __enter__(self) -> "_held_interrupts":
+        self.asked: list[int] = []
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self.previous:
+            signal.signal(sig, lambda signum, frame: self.asked.append(signum))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 class _interrupts:
