@@ -14,7 +14,7 @@ import shutil
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import hydra
 import numpy as np
@@ -189,15 +189,20 @@ def _run_locked(cfg: DictConfig, run_dir: str, project_root: str) -> dict[str, f
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     problem = build_problem(cfg.problem, cfg.seed)
-    with _held_interrupts() as held:
+    # a stop asked for while the run is set up (checkpoint read, MLflow's store created and migrated) is remembered,
+    # not raised: raised inside a library, a broad ``except`` there could swallow it and the run would go on
+    asked: list[int] = []
+    with _on_interrupt(lambda signum, frame: asked.append(signum)):
         opt = _open(cfg, problem, run_dir)
         tracker = _tracker(cfg, problem, run_dir, project_root) if cfg.tracking.enabled else None
         report = _Report(cfg, problem, opt, run_dir, tracker)
     status, failure = "FINISHED", None
     stop = StopFlag()
-    with _interrupts(stop):
+    # at once while the objective runs, else after the optimizer's own bookkeeping (ask / tell / training), so the
+    # checkpoint written afterwards is consistent
+    with _on_interrupt(lambda signum, frame: stop.request()):
         try:
-            if held.asked:  # Ctrl-C while the run was set up: stopped before its first evaluation, its MLflow run closed
+            if asked:  # Ctrl-C while the run was set up: stopped before its first evaluation, its MLflow run closed
                 raise KeyboardInterrupt
             run_loop(opt, Objective(problem), cfg.budget, report.after_round, stop=stop)  # in the user's sign
         except KeyboardInterrupt:
@@ -474,37 +479,16 @@ def _tracker(cfg: DictConfig, problem: Problem, run_dir: str, project_root: str)
                    all_forks=cfg.tracking.all_forks)
 
 
-class _held_interrupts:
-    """SIGINT and SIGTERM while the run is set up (the checkpoint read, MLflow's store created and migrated) are
-    remembered, not raised: raised inside a library, a broad ``except`` there could swallow them, and the run
-    would go on as if never interrupted."""
+class _on_interrupt:
+    """SIGINT and SIGTERM call ``handler`` while the block runs; the previous handlers come back after it."""
 
-    def __enter__(self) -> "_held_interrupts":
-        self.asked: list[int] = []
-        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in self.previous:
-            signal.signal(sig, lambda signum, frame: self.asked.append(signum))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-
-class _interrupts:
-    """SIGINT and SIGTERM stop the run cleanly: at once while the objective runs, else after the optimizer's
-    own bookkeeping (ask / tell / training) finishes, so the checkpoint written afterwards is consistent."""
-
-    def __init__(self, stop: StopFlag):
-        self.stop = stop
+    def __init__(self, handler: Callable[[int, Any], None]):
+        self.handler = handler
 
     def __enter__(self) -> None:
         self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in self.previous:
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.stop.request()
+            signal.signal(sig, self.handler)
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
