@@ -8,7 +8,7 @@ Each ``--plan`` entry is ``strategies:budget:seeds`` and becomes one Hydra sweep
 experiment ``--name``. The report step then reads the jobs back from their run directories and writes, under
 experiments/results/:
 
-* ``NAME.md`` / ``.csv``: the sweep summary's table (``nes_ensemble.sweep``: median simple regret and
+* ``NAME.md`` / ``.csv``: the sweep summary's table (``nes_ensemble.app.sweep``: median simple regret and
   interquartile range at fixed evaluation counts, evaluations to a target regret, median wall time) over
   all the sweeps, plus the optimizer's milliseconds per evaluation over the first and last 100;
 * ``NAME.png``: regret against evaluations, median and quartile band, one panel per problem.
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from common import RESULTS, save_table
 
-from nes_ensemble import sweep
+from nes_ensemble.app import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,7 +91,7 @@ def main() -> None:
                                                            for a in sys.argv[1:])
     save_table(df, args.name, f"{args.name}: simple regret by strategy (sweeps {prefix})", command)
     png = sweep.plot(jobs, os.path.join(RESULTS, f"{args.name}.png"))
-    from nes_ensemble.tracking import default_uri
+    from nes_ensemble.app.tracking import default_uri
 
     sweep.record(df, [os.path.join(RESULTS, f"{args.name}.md"), os.path.join(RESULTS, f"{args.name}.csv"), png],
                  os.path.join(ROOT, prefix), default_uri(ROOT), args.name)

@@ -21,7 +21,7 @@ from common import RESULTS, save_table
 from scipy.optimize import minimize
 
 import nes_ensemble as ne
-from nes_ensemble.search import initial_design
+from nes_ensemble.proposers.search import initial_design
 
 
 def main() -> None:

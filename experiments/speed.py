@@ -21,10 +21,10 @@ import torch
 from common import save_table
 
 from nes_ensemble.config import AscentConfig, EnsembleConfig
-from nes_ensemble.population import Population
+from nes_ensemble.members.population import Population
+from nes_ensemble.members.training import OptimizerState, fit
 from nes_ensemble.problems import make_problem
-from nes_ensemble.search import ascend
-from nes_ensemble.training import OptimizerState, fit
+from nes_ensemble.proposers.search import ascend
 
 ACTS = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "silu": torch.nn.SiLU}
 OPTS = {0: torch.optim.Adam, 1: torch.optim.RMSprop, 2: torch.optim.Rprop}

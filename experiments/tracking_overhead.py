@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        from nes_ensemble.tracking import prepare_store
+        from nes_ensemble.app.tracking import prepare_store
 
         prepare_store(f"sqlite:///{folder}/mlflow.db", "nes_ensemble")  # a store that exists, as after the first run
         for seed in range(args.seeds):

@@ -9,14 +9,15 @@
 
 from typing import Any
 
-_LAZY = {"EvaluationError": "loop", "Optimizer": "optimizer", "Result": "synchronous", "optimize": "synchronous",
-         "Problem": "problems", "make_problem": "problems", "Float": "space", "Int": "space",
-         "Categorical": "space", "Space": "space", "UnsafeCheckpointError": "checkpoint",
-         "plot_convergence": "visualization", "plot_lineage": "visualization", "plot_comparison": "visualization"}
+_LAZY = {"EvaluationError": "engine.loop", "Optimizer": "engine.optimizer", "Result": "engine.synchronous",
+         "optimize": "engine.synchronous", "Problem": "problems", "make_problem": "problems", "Float": "space",
+         "Int": "space", "Categorical": "space", "Space": "space", "UnsafeCheckpointError": "engine.checkpoint",
+         "plot_convergence": "app.visualization", "plot_lineage": "app.visualization",
+         "plot_comparison": "app.visualization"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import on first use, so that worker processes which only need ``nes_ensemble.remote`` or
+    """Import on first use, so that worker processes which only need ``nes_ensemble.engine.remote`` or
     ``nes_ensemble.problems`` do not pay for torch."""
     if name in _LAZY:
         import importlib

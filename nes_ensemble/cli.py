@@ -19,14 +19,14 @@ def main() -> None:
     """Load the app with Ctrl-C held back, then run it (or stop, if Ctrl-C came meanwhile). ``--help`` is answered
     before the libraries load: it reads the config dataclasses only."""
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):  # ours; Hydra's own help is --hydra-help
-        from .usage import text
+        from .app.usage import text
 
         print(text(), end="")
         return
     asked: list[int] = []
     signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
     try:
-        from .app import main as run_app
+        from .app.main import main as run_app
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if asked:

@@ -103,7 +103,7 @@ class OriginalConfig:
 @dataclass
 class CMAConfig:
     """A CMA-ES over the networks' rounds: the refinements are its samples, and every proposal of a round is
-    told to it (``nes_ensemble/cma_steps.py``)."""
+    told to it (``nes_ensemble/proposers/cma_steps.py``)."""
 
     enabled: bool = True  # the refinements come from it, unless the objective is noisy (the repeat returned
     # another value); off: Gaussian steps around the members' best points, sized by the 1/5 success rule

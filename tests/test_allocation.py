@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import nes_ensemble as ne
-from nes_ensemble.allocation import Allocation
-from nes_ensemble.pool import Provenance, SamplePool
+from nes_ensemble.engine.pool import Provenance, SamplePool
+from nes_ensemble.members.allocation import Allocation
 
 
 def _pool(sources, values):

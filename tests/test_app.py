@@ -94,7 +94,7 @@ def test_lineage_is_a_tree_of_nested_mlflow_runs_in_its_own_experiment(tmp_path)
 
     from mlflow.tracking import MlflowClient
 
-    from nes_ensemble.tracking import fork_run_name, member_run_name
+    from nes_ensemble.app.tracking import fork_run_name, member_run_name
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"
@@ -185,7 +185,7 @@ def test_the_gaussian_process_members_forks_are_nested_runs_with_their_fitness(t
 
     from mlflow.tracking import MlflowClient
 
-    from nes_ensemble.tracking import fork_run_name
+    from nes_ensemble.app.tracking import fork_run_name
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     run_dir = tmp_path / "run"

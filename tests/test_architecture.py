@@ -5,7 +5,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "nes_ensemble"
 # libraries only these modules import (the app side: the command line, the Hydra sweeper, the tracker)
-ONLY_APP_AND_TRACKER = {"hydra": {"app", "hydra_sweeper"}, "mlflow": {"tracking"}}
+ONLY_APP_AND_TRACKER = {"hydra": {"nes_ensemble.app.main", "nes_ensemble.integrations.hydra_sweeper"},
+                        "mlflow": {"nes_ensemble.app.tracking"}}
+# the folders that show the parts, and the few modules every part shares at the top
+FOLDERS = {"members", "proposers", "engine", "app", "integrations", "conf"}
+TOP = {"__init__", "__main__", "cli", "config", "space", "problems", "read_cluster"}
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -56,7 +60,7 @@ def test_no_module_imports_one_that_imports_it_back():
 
 
 def test_the_optimizer_stays_thin_and_no_function_is_long():
-    assert len((PACKAGE / "optimizer.py").read_text().splitlines()) <= 250
+    assert len((PACKAGE / "engine" / "optimizer.py").read_text().splitlines()) <= 250
     long = []
     for name, tree in _modules().items():
         for node in ast.walk(tree):
@@ -90,6 +94,21 @@ def test_the_algorithm_never_imports_hydra_or_mlflow():
         is_package = (PACKAGE.parent / name.replace(".", "/") / "__init__.py").exists()
         for module in _imports(name, tree, is_package):
             for library, allowed in ONLY_APP_AND_TRACKER.items():
-                if module.split(".")[0] == library and name.split(".")[-1] not in allowed:
+                if module.split(".")[0] == library and name not in allowed:
                     wrong.append(f"{name} imports {module}")
+    assert not wrong, wrong
+
+
+def test_the_folders_show_the_parts_and_the_algorithm_never_imports_the_app():
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert folders == FOLDERS
+    assert {p.stem for p in PACKAGE.glob("*.py")} == TOP
+    wrong = []
+    for name, tree in _modules().items():
+        part = name.split(".")[1] if name.count(".") else ""
+        if part not in ("members", "proposers", "engine") or name == "nes_ensemble.engine.synchronous":
+            continue  # (optimize's optional MLflow tracking and progress bar are the app's, imported when asked for)
+        is_package = (PACKAGE.parent / name.replace(".", "/") / "__init__.py").exists()
+        wrong += [f"{name} imports {m}" for m in _imports(name, tree, is_package, set(_modules()))
+                  if m.startswith("nes_ensemble.app")]
     assert not wrong, wrong

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import nes_ensemble as ne
-from nes_ensemble.cma_steps import CMASteps
+from nes_ensemble.proposers.cma_steps import CMASteps
 
 
 def _ellipsoid(dim=6, condition=100.0, seed=0):

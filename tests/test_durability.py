@@ -14,8 +14,8 @@ import pytest
 from traces import NETWORKS  # the networks from the first round (no kernel phase)
 
 import nes_ensemble as ne
-from nes_ensemble.loop import drive
-from nes_ensemble.pool import Journal
+from nes_ensemble.engine.loop import drive
+from nes_ensemble.engine.pool import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["problem=branin", "budget=45", "seed=4", "ensemble.members=3", "ensemble.train_steps_initial=60",
@@ -118,7 +118,7 @@ def test_resume_extends_a_finished_run_to_a_new_budget_and_refuses_a_smaller_one
 
 @pytest.mark.slow  # (a long run: the slow suite, which CI runs too)
 def test_a_run_folder_in_use_refuses_a_second_resume_in_one_line(tmp_path):
-    from nes_ensemble.app import RunLock
+    from nes_ensemble.app.main import RunLock
 
     run_dir = tmp_path / "run"
     first = _app([*FAST, "budget=12", "tracking.enabled=false", f"hydra.run.dir={run_dir}"])
@@ -209,7 +209,7 @@ def _sigint_ignored():
 def test_ctrl_c_raises_once_the_libraries_are_loaded_even_if_the_process_inherited_it_ignored():
     # a job a script starts in the background inherits SIGINT ignored; the command line must not hand that back
     # to the run, or a Ctrl-C before the run's own handler is dropped and the run goes on
-    code = ("import signal, nes_ensemble.app as app\n"
+    code = ("import signal, nes_ensemble.app.main as app\n"
             "app.main = lambda: print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
             "from nes_ensemble.cli import main\nmain()\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

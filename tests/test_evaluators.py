@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import nes_ensemble as ne
-from nes_ensemble.evaluators import MAX_REQUEUES
+from nes_ensemble.engine.evaluators import MAX_REQUEUES
 
 
 def sphere(x):

@@ -10,9 +10,9 @@ from traces import NETWORKS  # the networks from the first round (no kernel phas
 
 import nes_ensemble as ne
 from nes_ensemble.config import EnsembleConfig, EvolutionConfig
-from nes_ensemble.evolution import fork, merge, utilities
-from nes_ensemble.population import Population
-from nes_ensemble.training import OptimizerState
+from nes_ensemble.members.evolution import fork, merge, utilities
+from nes_ensemble.members.population import Population
+from nes_ensemble.members.training import OptimizerState
 
 
 def _population(members=4, dim=3, **kw):

@@ -6,9 +6,9 @@ import torch
 
 import nes_ensemble as ne
 from nes_ensemble.config import KernelEvolutionConfig
-from nes_ensemble.kernel_evolution import KernelEvolution, gains
-from nes_ensemble.kernel_members import KernelMembers
-from nes_ensemble.targets import standardized, warp_scores, warped
+from nes_ensemble.members.kernel_evolution import KernelEvolution, gains
+from nes_ensemble.members.kernel_members import KernelMembers
+from nes_ensemble.members.targets import standardized, warp_scores, warped
 
 
 def test_the_warp_is_the_identity_at_power_one_monotone_below_and_goes_on_straight_above_the_best():

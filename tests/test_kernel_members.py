@@ -7,10 +7,10 @@ from omegaconf import OmegaConf
 
 import nes_ensemble as ne
 from nes_ensemble.config import KernelConfig
-from nes_ensemble.kernel_members import KernelMembers, log_expected_improvement, mixture_log_ei
+from nes_ensemble.engine.recommendation import noise_seen, recommend
+from nes_ensemble.members.kernel_members import KernelMembers, log_expected_improvement, mixture_log_ei
+from nes_ensemble.members.targets import score_targets, standardized
 from nes_ensemble.proposers.kernel import KernelSearch
-from nes_ensemble.recommendation import noise_seen, recommend
-from nes_ensemble.targets import score_targets, standardized
 
 
 def _data(n=12, seed=0):
@@ -67,7 +67,7 @@ def test_expected_improvement_is_highest_where_the_mean_is_high_or_the_spread_is
 def test_a_round_of_several_proposals_spreads_them_out():
     x, y = _data(15)
     pool = ne.Optimizer([(0, 1)] * 2, seed=0).ledger
-    from nes_ensemble.pool import Provenance
+    from nes_ensemble.engine.pool import Provenance
 
     pool.pool.add(x, y, [Provenance("initial")] * len(y))
     search = KernelSearch(2, OmegaConf.structured(KernelConfig(until=50)), 0,

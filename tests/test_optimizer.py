@@ -70,7 +70,7 @@ def test_ask_again_before_tell_gives_new_points_and_tell_in_any_order():
 
 
 def test_free_workers_get_more_design_points_while_the_initial_design_is_out():
-    from nes_ensemble.search import initial_design
+    from nes_ensemble.proposers.search import initial_design
 
     opt = ne.Optimizer([(0, 1)] * 3, config={"search": {**NETWORKS, "n_init": 8}}, seed=0)
     X = opt.ask(8)

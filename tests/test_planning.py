@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 import nes_ensemble as ne
 from nes_ensemble.config import STRATEGIES, RegionsConfig, RestartsConfig, make_config
-from nes_ensemble.pool import Provenance, SamplePool
+from nes_ensemble.engine.pool import Provenance, SamplePool
 from nes_ensemble.proposers.planning import RoundInputs, choose_ascents, start_points
 from nes_ensemble.proposers.regions import Restarts, RunnerUpRegions
 from nes_ensemble.proposers.registry import REGISTRY

@@ -2,9 +2,9 @@
 import torch
 
 from nes_ensemble.config import EnsembleConfig
-from nes_ensemble.population import Population, forward
-from nes_ensemble.search import ascend
-from nes_ensemble.training import OptimizerState, fit, kind_rows
+from nes_ensemble.members.population import Population, forward
+from nes_ensemble.members.training import OptimizerState, fit, kind_rows
+from nes_ensemble.proposers.search import ascend
 
 
 def _population(members=6, dim=3, **kw):

@@ -2,7 +2,7 @@ import numpy as np
 from traces import NETWORKS  # the networks from the first round (no kernel phase)
 
 import nes_ensemble as ne
-from nes_ensemble.search import quadratic_step
+from nes_ensemble.proposers.search import quadratic_step
 
 
 def _bowl(X, top=(0.3, 0.7, 0.55)):

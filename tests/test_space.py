@@ -149,7 +149,7 @@ def test_a_space_with_an_unknown_type_on_the_command_line_is_named(tmp_path):
 
 
 def test_the_journal_names_each_setting(tmp_path):
-    from nes_ensemble.pool import Journal
+    from nes_ensemble.engine.pool import Journal
 
     opt = ne.Optimizer(SPACE, config=FAST, seed=0, journal=tmp_path / "j.jsonl")
     P = opt.ask(3)

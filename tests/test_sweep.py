@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nes_ensemble import sweep
+from nes_ensemble.app import sweep
 
 
 def _job(folder, strategy, seed, curve, seconds=1.0):

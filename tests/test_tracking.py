@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from nes_ensemble.tracking import RUN_RECORD, serve
+from nes_ensemble.app.tracking import RUN_RECORD, serve
 
 
 def _line(op: str, **payload) -> bytes:

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import nes_ensemble as ne
-from nes_ensemble import checkpoint
-from nes_ensemble.pool import Journal
+from nes_ensemble.engine import checkpoint
+from nes_ensemble.engine.pool import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 BOX = [(0.0, 1.0)] * 2
@@ -56,11 +56,11 @@ def test_a_crafted_version1_file_naming_one_of_our_modules_is_refused(tmp_path):
 
     class Sneaky:  # a function of our own package is no more welcome than os.system
         def __reduce__(self):
-            from nes_ensemble import app
+            from nes_ensemble.app import main as app
             return app.main, ()
 
     torch.save({"version": 1, "cfg": Sneaky()}, path)
-    with pytest.raises(checkpoint.UnsafeCheckpointError, match="nes_ensemble.app.main"):
+    with pytest.raises(checkpoint.UnsafeCheckpointError, match="nes_ensemble.app.main.main"):
         ne.Optimizer.load(path)
 
 

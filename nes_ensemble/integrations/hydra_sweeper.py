@@ -323,7 +323,7 @@ class SweeperImpl:
     def _optimizer(self, params: dict[str, Param], fixed: list[str]) -> Any:
         """The optimizer of this sweep: new, or the one this sweep folder holds (same settings, or a SweepError
         saying which differs)."""
-        from ..optimizer import Optimizer
+        from ..engine.optimizer import Optimizer
 
         settings = self._settings(params, fixed)
         path = os.path.join(self.folder, "sweep.json")
@@ -345,7 +345,7 @@ class SweeperImpl:
         space = {name: p.param for name, p in params.items()}
         kwargs = dict(seed=self.seed, direction=self.direction)
         config = {"strategy": {"name": self.strategy}, "budget": self.budget, **self.optimizer}
-        from ..checkpoint import UnsafeCheckpointError
+        from ..engine.checkpoint import UnsafeCheckpointError
 
         try:
             opt = None
@@ -382,7 +382,7 @@ class SweeperImpl:
     def _tracker(self, opt: Any) -> Any:
         if not self.tracking.get("enabled", True):
             return None
-        from ..synchronous import Tracked
+        from ..engine.synchronous import Tracked
 
         spec = {k: v for k, v in self.tracking.items() if k != "enabled"}
         app = str(self.config.hydra.job.name)
@@ -391,7 +391,7 @@ class SweeperImpl:
 
     def _finish(self, opt: Any, params: dict[str, Param], tracked: Any, status: str) -> None:
         """Write optimization_results.yaml, the history and the lineage; close the MLflow run; say how it ended."""
-        from ..app import proposed_by
+        from ..app.main import proposed_by
 
         sweep_dir = str(self.config.hydra.sweep.dir)
         best, best_value = opt.best

@@ -26,7 +26,7 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from ..optimizer import Optimizer
+from ..engine.optimizer import Optimizer
 from ..space import Categorical, Float, Int
 
 

@@ -30,8 +30,8 @@ try:
 except ImportError:
     raise ImportError('NESSearch needs Ray Tune: pip install "nes_ensemble[ray]" (or "ray[tune]")') from None
 
-from .. import checkpoint
-from ..optimizer import Optimizer
+from ..engine import checkpoint
+from ..engine.optimizer import Optimizer
 from ..space import Categorical, Int, Space
 from ..space import Float as NEFloat
 

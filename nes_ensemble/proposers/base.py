@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ..ledger import Ledger, Proposal
+from ..engine.ledger import Ledger, Proposal
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from scipy.stats import qmc
 
-from ..ledger import Ledger, Proposal
-from ..pool import Provenance
+from ..engine.ledger import Ledger, Proposal
+from ..engine.pool import Provenance
 from .base import Proposer, RunSetup
 
 EVOTORCH = ("cmaes", "snes", "xnes", "pgpe")

@@ -32,13 +32,13 @@ import torch
 from omegaconf import DictConfig
 from scipy.stats import qmc
 
-from ..kernel_evolution import KernelEvolution
-from ..kernel_members import KernelMembers, mixture_log_ei
-from ..ledger import Ledger, Proposal
-from ..pool import Provenance
-from ..recommendation import noise_seen
-from ..search import distinct, initial_design, quadratic_step
-from ..targets import poisson_weights, standardized, train_targets
+from ..engine.ledger import Ledger, Proposal
+from ..engine.pool import Provenance
+from ..engine.recommendation import noise_seen
+from ..members.kernel_evolution import KernelEvolution
+from ..members.kernel_members import KernelMembers, mixture_log_ei
+from ..members.targets import poisson_weights, standardized, train_targets
+from .search import distinct, initial_design, quadratic_step
 
 SAME = 1e-7  # points closer than this (unit cube) are one point: evaluating it again tells nothing new
 

@@ -12,16 +12,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..allocation import Allocation
-from ..ensemble import Ensemble
-from ..kernel_evolution import KernelEvolution
-from ..ledger import Ledger, Proposal
-from ..pool import Provenance, SamplePool
-from ..recommendation import noise_seen, recommend
-from ..search import Schedule, initial_design
+from ..engine.ledger import Ledger, Proposal
+from ..engine.pool import Provenance, SamplePool
+from ..engine.recommendation import noise_seen, recommend
+from ..members.allocation import Allocation
+from ..members.ensemble import Ensemble
+from ..members.kernel_evolution import KernelEvolution
 from .base import Proposer, RunSetup
 from .kernel import KernelSearch
 from .planning import sibling_bests
+from .search import Schedule, initial_design
 
 NETWORKS_LEARN_EVERY = 10  # while the Gaussian-process members propose, the networks train on every tenth evaluation
 

@@ -13,10 +13,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..ledger import Ledger, Proposal
-from ..pool import Provenance
-from ..search import gaussian, original_paths
+from ..engine.ledger import Ledger, Proposal
+from ..engine.pool import Provenance
 from .network import NetworkProposer
+from .search import gaussian, original_paths
 
 
 class OriginalProposer(NetworkProposer):

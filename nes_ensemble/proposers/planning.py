@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ..ledger import Proposal
-from ..pool import Provenance, SamplePool
-from ..population import Population
-from ..search import ascend, distinct, gaussian, quadratic_step
+from ..engine.ledger import Proposal
+from ..engine.pool import Provenance, SamplePool
+from ..members.population import Population
 from .regions import outside_balls
+from .search import ascend, distinct, gaussian, quadratic_step
 
 
 @dataclass(frozen=True)

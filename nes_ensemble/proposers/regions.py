@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ..pool import SamplePool
+from ..engine.pool import SamplePool
 
 REGION_SOURCES = ("ascent", "quadratic", "gaussian")  # what a region's own members propose inside it
 

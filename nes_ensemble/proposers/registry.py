@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..ensemble import NETWORK_STRATEGIES
+from ..members.ensemble import NETWORK_STRATEGIES
 from .base import Proposer, RunSetup
 from .baselines import PROPOSERS as BASELINE_PROPOSERS
 from .original import OriginalProposer

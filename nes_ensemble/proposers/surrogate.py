@@ -13,14 +13,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..cma_steps import CMASteps
-from ..ledger import Ledger, Proposal
-from ..pool import Provenance, SamplePool
-from ..search import Schedule, distinct, initial_design
+from ..engine.ledger import Ledger, Proposal
+from ..engine.pool import Provenance, SamplePool
 from .base import RunSetup
+from .cma_steps import CMASteps
 from .network import NetworkProposer
 from .planning import RoundInputs, choose_ascents, climb, judge, refinements, sibling_bests, start_points
 from .regions import Restarts, RunnerUpRegions
+from .search import Schedule, distinct, initial_design
 
 CMA_TOLD = ("ascent", "quadratic", "gaussian", "cma")  # the proposals of a networks' round
 

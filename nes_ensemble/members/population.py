@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import OPTIMIZERS, EnsembleConfig
+from ..config import OPTIMIZERS, EnsembleConfig
 
 
 @dataclass

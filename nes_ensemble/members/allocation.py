@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from .pool import SamplePool
+from ..engine.pool import SamplePool
 
 KINDS = ("gp", "networks")
 KIND_OF_SOURCE = {"kernel": "gp", "polish": "gp", "ascent": "networks", "quadratic": "networks",

@@ -16,13 +16,13 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import check_seed, make_config
+from ..proposers.base import RunSetup
+from ..proposers.registry import make_proposer
+from ..space import Space, make_box
 from . import checkpoint, resume
-from .config import check_seed, make_config
 from .ledger import Ledger, Proposal
 from .pool import Provenance
-from .proposers.base import RunSetup
-from .proposers.registry import make_proposer
-from .space import Space, make_box
 
 
 class Optimizer:

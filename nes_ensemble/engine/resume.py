@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from ..space import Space
 from . import checkpoint
 from .ledger import Ledger
 from .pool import Journal
-from .space import Space
 
 
 def load(cls: type, path: str | os.PathLike, journal: str | os.PathLike | None) -> Any:

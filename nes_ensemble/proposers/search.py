@@ -15,8 +15,8 @@ import torch
 from scipy.optimize import minimize
 from scipy.stats import qmc
 
-from .config import OriginalConfig, SearchConfig
-from .population import Population, forward_views, layer_runs
+from ..config import OriginalConfig, SearchConfig
+from ..members.population import Population, forward_views, layer_runs
 
 
 def initial_design(n: int, dim: int, kind: str, seed: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import EvolutionConfig
+from ..config import EvolutionConfig
 from .population import Population
 from .training import OptimizerState
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .kernel_members import MIN_NOISE, KernelMembers
-from .targets import train_targets
+from ..members.kernel_members import MIN_NOISE, KernelMembers
+from ..members.targets import train_targets
 
 MAX_POINTS = 300  # the best evaluations the model is fitted to (a cubic cost; the band lies among them anyway)
 MIN_POINTS = 8  # fewer evaluations than this: the best observation

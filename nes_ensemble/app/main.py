@@ -23,23 +23,23 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .allocation import KIND_OF_SOURCE
-from .checkpoint import UnsafeCheckpointError
-from .config import AppConfig, ProblemConfig, check_budget, check_seed
-from .loop import EvaluationError, StopFlag
-from .loop import run as run_loop
-from .optimizer import Optimizer
+from ..config import AppConfig, ProblemConfig, check_budget, check_seed
+from ..engine.checkpoint import UnsafeCheckpointError
+from ..engine.loop import EvaluationError, StopFlag
+from ..engine.loop import run as run_loop
+from ..engine.optimizer import Optimizer
+from ..engine.remote import Objective
+from ..members.allocation import KIND_OF_SOURCE
+from ..problems import Problem, from_callable, import_function, make_problem, noisy
+from ..space import Space
 from .plots import convergence_plot, lineage_plot
-from .problems import Problem, from_callable, import_function, make_problem, noisy
 from .progress import Progress
-from .remote import Objective
-from .space import Space
 from .tracking import Tracker, default_uri, prepare_store, recorded_run
 
 ConfigStore.instance().store(name="base_config", node=AppConfig)
 log = logging.getLogger("nes_ensemble")  # app.log in the run directory (conf/config.yaml sends it there only)
 # the configs travel inside the package (a wheel carries them); conf/ at the project root points here
-CONF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 
 
 CALLABLE_ONLY = {"fn": "", "bounds": None, "space": None, "batched": False, "direction": "maximize", "optimum": None}
@@ -76,7 +76,7 @@ def build_problem(cfg: ProblemConfig, seed: int) -> Problem:
 
 def run_name(cfg: DictConfig, problem: Problem) -> str:
     """The MLflow run name: ``tracking.run_name``, else what the run is, e.g. nes-hartmann6-k10-s3."""
-    from .ensemble import NETWORK_STRATEGIES
+    from ..members.ensemble import NETWORK_STRATEGIES
 
     members = f"-k{cfg.ensemble.members}" if cfg.strategy.name in NETWORK_STRATEGIES else ""  # a population's size
     return cfg.tracking.run_name or f"{cfg.strategy.name}-{problem.name}{members}-s{cfg.seed}"
@@ -625,7 +625,7 @@ def _one_line(err: BaseException) -> str | None:
     for an error that deserves its traceback."""
     from hydra.errors import CompactHydraException
 
-    from .config import did_you_mean
+    from ..config import did_you_mean
 
     if isinstance(err, OSError) and not isinstance(err, CompactHydraException):
         return f"{err.filename or 'the run folder'}: {err.strerror or err}"

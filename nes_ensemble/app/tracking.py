@@ -2,7 +2,7 @@
 
 The tracker is fed plain dicts (params, metrics with a step, events, file paths) by the app. It
 never blocks the optimization: every MLflow call runs in a separate writer process
-(``python -m nes_ensemble.tracking``, fed JSON lines on its stdin), so importing mlflow and writing
+(``python -m nes_ensemble.app.tracking``, fed JSON lines on its stdin), so importing mlflow and writing
 to the store use another core, not the optimizer's time; ``finish`` waits for it. If the store cannot
 be reached or errors, the writer says so once and goes quiet, and the run directory still holds
 everything.
@@ -214,7 +214,7 @@ class Tracker:
                  tags: Mapping[str, str] | None = None, run_dir: str = "", resume: bool = False,
                  all_forks: bool = False, lineage: bool = True, results: str = "results stay in the run directory"):
         self.uri = uri
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
                    NES_ENSEMBLE_RESULTS=results)
         self._queue: queue.Queue = queue.Queue()
@@ -226,8 +226,8 @@ class Tracker:
                   file=sys.stderr)
         else:
             try:
-                self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.tracking"], stdin=subprocess.PIPE,
-                                              env=env, start_new_session=True)
+                self._proc = subprocess.Popen([sys.executable, "-m", "nes_ensemble.app.tracking"],
+                                              stdin=subprocess.PIPE, env=env, start_new_session=True)
             except OSError as err:
                 print(f"nes_ensemble: warning: MLflow tracking is off for this run (cannot start its writer: {err}); "
                       f"{results}", file=sys.stderr)

@@ -5,7 +5,7 @@ round) in its run directory; this module reads them back from a sweep directory 
 (strategy x problem: median regret and its interquartile range at fixed evaluation counts, the
 evaluations needed to reach a target regret, wall time) and the plot of regret against evaluations
 with quartile bands. The app's ``Sweep`` callback calls it when a multirun ends; ``python -m
-nes_ensemble.sweep FOLDER`` summarizes a folder by hand; ``experiments/compare.py`` uses it across sweeps.
+nes_ensemble.app.sweep FOLDER`` summarizes a folder by hand; ``experiments/compare.py`` uses it across sweeps.
 """
 
 from __future__ import annotations
@@ -181,11 +181,11 @@ def record(df: pd.DataFrame, paths: list[str], folder: str, uri: str, experiment
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m nes_ensemble.sweep FOLDER``: the summary of the finished jobs under FOLDER (a sweep that was
+    """``python -m nes_ensemble.app.sweep FOLDER``: the summary of the finished jobs under FOLDER (a sweep that was
     stopped, or several sweeps), printed and written into FOLDER."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m nes_ensemble.sweep", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m nes_ensemble.app.sweep", description=main.__doc__)
     parser.add_argument("folder", help="a sweep folder (outputs/multirun/DATE/TIME), or a folder above several")
     folder = os.path.abspath(parser.parse_args(argv).folder)
     df, paths = summarize(folder, folder)

@@ -18,10 +18,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .config import TrackingConfig, check_budget
+from ..config import TrackingConfig, check_budget
+from ..space import Space
 from .loop import run, torch_threads
 from .optimizer import Optimizer
-from .space import Space
 
 
 @dataclass
@@ -121,7 +121,7 @@ class _Progress:
     """The run's progress (a bar in a terminal, else a line every tenth of the budget), moved after every round."""
 
     def __init__(self, budget: int):
-        from .progress import Progress
+        from ..app.progress import Progress
 
         self.bar = Progress(budget)
 
@@ -161,7 +161,7 @@ class Tracked:
                  results: str = "the run's results are in the Result optimize returns"):
         from omegaconf import OmegaConf
 
-        from .tracking import Tracker, default_uri
+        from ..app.tracking import Tracker, default_uri
 
         settings = tracking_settings(spec)
         self.own = run_dir is None
@@ -186,7 +186,7 @@ class Tracked:
     def close(self, opt: Optimizer, status: str, artifacts: Sequence[str] | None = None) -> str | None:
         """End the MLflow run with ``status``, attaching ``artifacts`` (default: the history and the lineage);
         returns its id."""
-        from .tracking import recorded_run
+        from ..app.tracking import recorded_run
 
         try:
             if self.tracker is None:

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import KernelEvolutionConfig
+from ..config import KernelEvolutionConfig
 from .kernel_members import FAMILIES, KernelMembers
 from .targets import standardized
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ..engine.pool import SamplePool
 from .evolution import Evolution
-from .pool import SamplePool
 from .population import Population
 from .targets import poisson_weights, score_targets, train_targets
 from .training import OptimizerState, fit, fit_es

@@ -10,7 +10,7 @@ import io
 import os
 import tokenize
 
-from . import config
+from .. import config
 
 INTRO = """\
 nes_ensemble: find the best settings of an expensive, noisy system in few evaluations, with a
@@ -67,7 +67,7 @@ def text() -> str:
     comments = _comments(source)
     lines = {node.name: {s.target.id: s.lineno for s in node.body if isinstance(s, ast.AnnAssign)}
              for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ClassDef)}
-    conf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conf")
+    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
     groups = [f"  {g:<11}" + " ".join(sorted(n[:-5] for n in os.listdir(os.path.join(conf, g)) if n.endswith(".yaml")))
               for g in sorted(os.listdir(conf)) if os.path.isdir(os.path.join(conf, g))]
     settings = []
