@@ -183,8 +183,8 @@ def _description(event: Mapping[str, Any], weight: float | None = None, fitness:
         return (f"Fork gp{event['id']} of the Gaussian-process member gp{event['parent']}, generation "
                 f"{event['generation']} ({at}): genes warp {event['warp']:.3g}, prior {event['prior']:.3g}, noise "
                 f"floor {event['floor']:.3g}, kernel {event['family']}; fitted apart to holdout fitness {fitness:.4g} "
-                f"(log density of the newest values{'' if gain is None else f'; gain over its parent {gain:.3g}'}), then "
-                f"merged back with weight {weight:.2f}.")
+                f"(log density of the newest values{'' if gain is None else f'; gain over its parent {gain:.3g}'}), "
+                f"then merged back with weight {weight:.2f}.")
     return (f"Fork m{event['id']} of member m{event['parent']}, generation {event['generation']} ({at}): trained "
             f"apart to holdout fitness {fitness:.4g}, then merged back into m{event['parent']} with NES weight "
             f"{weight:.2f}.")

@@ -197,7 +197,8 @@ class KernelMembers:
         for power in torch.unique(self.warp).tolist():
             rows = self.warp == power
             t, log_slope = (torch.as_tensor(a) for a in warp_scores(values, reference, power))
-            out[rows] = -0.5 * torch.log(2 * math.pi * var[rows]) - 0.5 * (t - mean[rows]).square() / var[rows] + log_slope
+            v = var[rows]
+            out[rows] = -0.5 * torch.log(2 * math.pi * v) - 0.5 * (t - mean[rows]).square() / v + log_slope
         return out
 
     def sample(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
