@@ -16,6 +16,7 @@ Saves experiments/results/NAME.{md,csv} (per function), NAME_summary.{md,csv} an
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -33,16 +34,18 @@ def task(args: tuple) -> dict:
     import ioh
 
     strategy, fid, dim, seed = args
+    name, overrides = strategy if isinstance(strategy, tuple) else (strategy, {"strategy": strategy})
+    overrides = dict(overrides)
     problem = ioh.get_problem(fid, instance=1, dimension=dim, problem_class=ioh.ProblemClass.BBOB)
     f_opt = float(problem.optimum.y)
     bounds = [(-5.0, 5.0)] * dim
     start = time.perf_counter()
     result = ne.optimize(lambda x: float(problem(list(map(float, x)))), bounds, budget=20 * dim, seed=seed,
-                         strategy=strategy, direction="minimize")
+                         strategy=overrides.pop("strategy", "nes"), direction="minimize", **overrides)
     seconds = time.perf_counter() - start
     y = np.asarray(result.y, dtype=float)
     best = float(np.nanmin(y)) - f_opt
-    return {"dim": dim, "function": fid, "name": problem.meta_data.name, "strategy": strategy, "seed": seed,
+    return {"dim": dim, "function": fid, "name": problem.meta_data.name, "strategy": name, "seed": seed,
             "precision": max(best, 0.0), "ms_per_eval": 1000 * seconds / len(y)}
 
 
@@ -68,6 +71,10 @@ def summarize(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default="nes,tpe,ogp,cmaes")
+    parser.add_argument("--variants", default="", help='JSON: name -> optimize overrides, run like nes, e.g. '
+                        '\'{"rank": {"search": {"kernel": {"y_transform": "rank"}}}}\'')
+    parser.add_argument("--include", default="", help="comma-separated names of earlier results whose runs join "
+                        "the tables (NAME_runs.csv)")
     parser.add_argument("--dims", default="5", help="comma-separated dimensions (peer suites use 5 and 10)")
     parser.add_argument("--functions", default="", help="comma-separated BBOB function ids (default: all 24)")
     parser.add_argument("--seeds", type=int, default=10)
@@ -75,9 +82,14 @@ def main() -> None:
     parser.add_argument("--name", default="peer_suite", help="results file name")
     args = parser.parse_args()
     functions = [int(f) for f in args.functions.split(",") if f] or list(range(1, 25))
+    strategies: list = [s for s in args.strategies.split(",") if s]
+    strategies += list(json.loads(args.variants).items()) if args.variants else []
     todo = [(s, f, d, seed) for d in (int(d) for d in args.dims.split(",")) for f in functions
-            for s in args.strategies.split(",") for seed in range(args.seeds)]
+            for s in strategies for seed in range(args.seeds)]
     runs = pd.DataFrame(run_parallel(task, todo, args.workers))
+    earlier = [pd.read_csv(f"{RESULTS}/{n}_runs.csv") for n in args.include.split(",") if n]
+    runs = pd.concat([runs, *[e[e.dim.isin(runs.dim.unique()) & e.function.isin(functions)] for e in earlier]],
+                     ignore_index=True)
     runs.to_csv(f"{RESULTS}/{args.name}_runs.csv", index=False)
     per_function, summary = summarize(runs)
     command = "python experiments/peer_suite.py " + " ".join(sys.argv[1:])
