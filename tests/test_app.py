@@ -151,6 +151,7 @@ def test_lineage_is_a_tree_of_nested_mlflow_runs_in_its_own_experiment(tmp_path)
         "metrics.jsonl"}
     assert "diversity" in main.data.metrics and "surrogate_error" in main.data.metrics
     log = (run_dir / "app.log").read_text()  # the start, every round and the end line
+    assert [p.name for p in run_dir.glob("*.log")] == ["app.log"]  # Hydra's own log is the same file
     assert "budget 40" in log and "40 of 40 evaluations" in log and f"MLflow run {main.info.run_id}" in log
 
 
