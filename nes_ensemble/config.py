@@ -209,7 +209,13 @@ class EvolutionConfig:
     parents: int = 3  # members forked per generation (the best by test-then-train error)
     children: int = 4  # forks per parent
     fork_steps: int = 80  # training steps of the forks, on the pool without its newest evaluations
-    eta: float = 1.0  # merge step: parent += eta * sum_i u_i (fork_i - parent), utilities u sum to one
+    eta: float = 1.0  # merge step: parent += eta * sum_i w_i (fork_i - parent)
+    weights: str = "rank"  # the merge weights w: rank (NES rank utilities of the forks, summing to one) | gain
+    # (each fork's gain over its parent on the newest evaluations, scaled by G / (G + evidence) as
+    # evolution.kernel's are: a generation no fork won leaves the parent as it was)
+    clip: float = 1.0  # weights=gain: the per-evaluation gains (nats, the squared errors' difference over twice
+    # the parent's mean squared error) clipped to +-clip; 0 = not clipped
+    evidence: float = 1.0  # weights=gain: nats of summed gain for half the step; 0 = the whole way
     sigma_lr: float = 0.3  # fork perturbation of log learning rate
     sigma_weight_decay: float = 0.5  # of log weight decay
     sigma_sparsity: float = 0.05  # of the sparsity (fraction of weights masked)
@@ -461,6 +467,9 @@ def check(cfg: DictConfig) -> None:
     need(evo.parents >= 1, "evolution.parents", evo.parents, "needs at least one parent")
     need(evo.children >= 1, "evolution.children", evo.children, "needs at least one fork per parent")
     need(0 < evo.eta <= 1, "evolution.eta", evo.eta, "must lie in (0, 1]")
+    need(evo.weights in ("rank", "gain"), "evolution.weights", evo.weights, "choose rank or gain")
+    need(evo.clip >= 0, "evolution.clip", evo.clip, "must be >= 0 (0: gains not clipped)")
+    need(evo.evidence >= 0, "evolution.evidence", evo.evidence, "must be >= 0 (0: merges go the whole way)")
     need(0 <= evo.widen <= 1, "evolution.widen", evo.widen, "is a probability")
     need(0 < evo.error_smoothing <= 1, "evolution.error_smoothing", evo.error_smoothing, "must lie in (0, 1]")
     need(0 <= evo.share_min <= 1 and 0 <= evo.share_max <= 1 and (evo.share_max == 0 or evo.share_min <= evo.share_max),

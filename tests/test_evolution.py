@@ -10,7 +10,7 @@ from traces import NETWORKS  # the networks from the first round (no kernel phas
 
 import nes_ensemble as ne
 from nes_ensemble.config import EnsembleConfig, EvolutionConfig
-from nes_ensemble.members.evolution import fork, merge, utilities
+from nes_ensemble.members.evolution import fork, gain_weights, gains, merge, rank_weights, utilities
 from nes_ensemble.members.population import Population
 from nes_ensemble.members.training import OptimizerState
 
@@ -36,7 +36,9 @@ def test_merge_gives_the_hand_computed_parent():
     parent_theta, parent_lr = pop.theta[0].clone(), float(pop.lr[0])
     fitness = torch.tensor([-2.0, -1.0, -3.0])  # fork 1 best, then fork 0, then fork 2
     eta = 0.5
-    weights = merge(pop, state, 0, forks, fstate, fitness, eta)
+    w, best = rank_weights(fitness)
+    assert best == 1
+    weights = merge(pop, state, 0, forks, fstate, w, eta, best)
     u1 = math.log(2.5) - math.log(1)
     u2 = math.log(2.5) - math.log(2)
     expected_w = torch.tensor([u2, u1, 0.0]) / (u1 + u2)
@@ -46,6 +48,45 @@ def test_merge_gives_the_hand_computed_parent():
     log_lr = math.log(parent_lr) + eta * sum(float(expected_w[i]) * (math.log(float(forks.lr[i])) - math.log(parent_lr))
                                              for i in range(3))
     assert float(pop.lr[0]) == pytest.approx(math.exp(log_lr), rel=1e-5)
+
+
+def test_gains_are_clipped_log_likelihood_ratios_and_only_a_won_generation_moves_the_parent():
+    parent = torch.tensor([1.0, 1.0, 1.0, 1.0])  # squared errors: the parent's mean is 1, so a nat is 2 of them
+    forks = torch.tensor([[0.0, 0.0, 1.0, 1.0],    # 0.5 + 0.5 nats
+                          [9.0, 0.0, 1.0, 1.0],    # -4 (clipped to -1) + 0.5: lost
+                          [-3.0, 1.0, 1.0, 1.0]])  # (a squared error cannot be negative; 2 nats, clipped to 1)
+    g = gains(forks, parent, clip=1.0)
+    torch.testing.assert_close(g, torch.tensor([1.0, 0.0, 1.0]))
+    torch.testing.assert_close(gains(forks, parent, clip=0.0), torch.tensor([1.0, 0.0, 2.0]))
+    w, best = gain_weights(g, evidence=1.0)  # G = 2: two thirds of the way, split by gain
+    torch.testing.assert_close(w, torch.tensor([1 / 3, 0.0, 1 / 3]))
+    assert best == 0
+    w, best = gain_weights(torch.tensor([0.1, 0.0, 0.0]), evidence=1.0)  # a tenth of a nat: a small step, and the
+    assert float(w.sum()) == pytest.approx(0.1 / 1.1) and best is None  # parent keeps its architecture
+    pop = _population(members=2, sparsity_min=0.2, sparsity_max=0.2)
+    state = OptimizerState.zeros(pop)
+    forks_pop, fstate, _ = fork(pop, state, torch.tensor([0]), 3, EvolutionConfig(widen=0.0, sigma_sparsity=0.1),
+                                torch.Generator().manual_seed(1))
+    theta, mask = pop.theta[0].clone(), pop.mask[0].clone()
+    w, best = gain_weights(torch.zeros(3), evidence=1.0)  # no fork won: the parent stays as it was
+    merge(pop, state, 0, forks_pop, fstate, w, 1.0, best)
+    torch.testing.assert_close(pop.theta[0], theta)
+    w, best = gain_weights(torch.tensor([0.0, 0.2, 0.0]), evidence=1.0)
+    merge(pop, state, 0, forks_pop, fstate, w, 1.0, best)
+    torch.testing.assert_close(pop.mask[0], mask)  # too little evidence to take a fork's architecture
+    torch.testing.assert_close(pop.theta[0], (theta + float(w[1]) * (forks_pop.theta[1] - theta)) * mask)
+
+
+def test_a_run_with_gain_weights_shows_the_gains_in_its_lineage():
+    p = ne.make_problem("branin")
+    res = ne.optimize(p, p.bounds, budget=45, seed=3, evolution={"every": 12, "weights": "gain"}, search=NETWORKS,
+                      ensemble={"members": 4, "train_steps_initial": 60, "train_steps": 10})
+    merges = [e for e in res.lineage if e["event"] == "merge" and e.get("kind") != "gp"]
+    assert merges and all(len(e["gains"]) == len(e["weights"]) for e in merges)
+    for e in merges:
+        total = sum(e["gains"])
+        assert sum(e["weights"]) == pytest.approx(total / (total + 1.0), abs=1e-5)
+        assert all((g > 0) == (w > 0) for g, w in zip(e["gains"], e["weights"]))
 
 
 def test_a_fork_that_grows_wider_computes_what_its_parent_computes():

@@ -186,8 +186,8 @@ def _description(event: Mapping[str, Any], weight: float | None = None, fitness:
                 f"(log density of the newest values{'' if gain is None else f'; gain over its parent {gain:.3g}'}), "
                 f"then merged back with weight {weight:.2f}.")
     return (f"Fork m{event['id']} of member m{event['parent']}, generation {event['generation']} ({at}): trained "
-            f"apart to holdout fitness {fitness:.4g}, then merged back into m{event['parent']} with NES weight "
-            f"{weight:.2f}.")
+            f"apart to holdout fitness {fitness:.4g}{'' if gain is None else f' (gain over its parent {gain:.3g} nats)'}"
+            f", then merged back into m{event['parent']} with NES weight {weight:.2f}.")
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

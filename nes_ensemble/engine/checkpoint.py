@@ -168,7 +168,8 @@ def _point(v: Any, dim: int) -> bool:
 ADDED_SETTINGS = {("search", "kernel", "until"): 0, ("search", "repeat"): 0,
                   ("search", "kernel", "restart_after"): 0, ("search", "cma", "enabled"): False,
                   ("evolution", "kernel", "every"): -1, ("search", "kernel", "polish"): 0.0,
-                  ("evolution", "kernel", "clip"): 0.0, ("evolution", "kernel", "evidence"): 0.0}
+                  ("evolution", "kernel", "clip"): 0.0, ("evolution", "kernel", "evidence"): 0.0,
+                  ("evolution", "weights"): "rank"}
 
 
 def with_settings_of_their_time(state: dict[str, Any]) -> dict[str, Any]:

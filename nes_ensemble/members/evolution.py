@@ -95,29 +95,57 @@ def fork(pop: Population, state: OptimizerState, parents: torch.Tensor, children
     return forks, fstate, wider
 
 
-def merge(pop: Population, state: OptimizerState, parent: int, forks: Population, fstate: OptimizerState,
-          fitness: torch.Tensor, eta: float) -> torch.Tensor:
-    """Move member ``parent`` toward its ``forks`` by NES weights from their ``fitness`` (higher is better).
-
-    Weights, optimizer moments and log learning rate / weight decay move by
-    ``eta * sum_i u_i (fork_i - parent)``; mask, width and sparsity are the best fork's.
-    Returns the merge weight of each fork (in the forks' order).
-    """
+def rank_weights(fitness: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """NES rank utilities of forks by ``fitness`` (higher is better), and the best fork."""
     order = torch.argsort(fitness, descending=True, stable=True)
     w = torch.zeros(len(fitness))
     w[order] = utilities(len(fitness))
+    return w, int(order[0])
+
+
+def gains(forks: torch.Tensor, parent: torch.Tensor, clip: float) -> torch.Tensor:
+    """Each fork's gain over its parent [forks] from their squared errors on the newest evaluations (forks [f, m],
+    parent [m]): per evaluation, the log-likelihood ratio under a Gaussian whose variance is the parent's mean
+    squared error, clipped to +-``clip`` nats when ``clip`` > 0, summed; 0 where a fork did not gain."""
+    d = (parent - forks) / (2 * parent.mean()).clamp_min(1e-12)
+    if clip > 0:
+        d = d.clamp(-clip, clip)
+    g = d.sum(1)
+    return torch.where(torch.isfinite(g), g, 0.0).clamp_min(0.0)
+
+
+def gain_weights(gain: torch.Tensor, evidence: float) -> tuple[torch.Tensor, int | None]:
+    """Merge weights from the forks' gains: each fork's share of the summed gain G, times G / (G + ``evidence``);
+    and the fork whose architecture the parent takes (the best, once G reaches ``evidence``; else None)."""
+    total = float(gain.sum())
+    if total <= 0:
+        return torch.zeros(len(gain)), None
+    w = (gain / total * (total / (total + evidence))).float()
+    return w, int(torch.argmax(gain)) if total >= evidence else None
+
+
+def merge(pop: Population, state: OptimizerState, parent: int, forks: Population, fstate: OptimizerState,
+          w: torch.Tensor, eta: float, best: int | None) -> torch.Tensor:
+    """Move member ``parent`` toward its ``forks`` by the weights ``w``.
+
+    Weights, optimizer moments and log learning rate / weight decay move by
+    ``eta * sum_i w_i (fork_i - parent)``; mask, width and sparsity become fork ``best``'s (None: the
+    parent keeps its own). Returns ``w``.
+    """
+    if float(w.sum()) == 0:
+        return w
 
     def pull(current: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         shape = (-1,) + (1,) * (values.dim() - 1)
         return current + eta * (w.view(shape) * (values - current)).sum(0)
 
-    best = int(order[0])
-    mask = forks.mask[best]
+    mask = forks.mask[best] if best is not None else pop.mask[parent].clone()
     pop.theta[parent] = pull(pop.theta[parent], forks.theta) * mask
     pop.lr[parent] = torch.exp(pull(torch.log(pop.lr[parent]), torch.log(forks.lr)))
     pop.weight_decay[parent] = torch.exp(pull(torch.log(pop.weight_decay[parent]), torch.log(forks.weight_decay)))
-    pop.mask[parent], pop.width[parent], pop.sparsity[parent] = mask, forks.width[best], forks.sparsity[best]
-    pop.generation[parent] = forks.generation[best]
+    if best is not None:
+        pop.mask[parent], pop.width[parent], pop.sparsity[parent] = mask, forks.width[best], forks.sparsity[best]
+    pop.generation[parent] = forks.generation[0]
     for name in _STATE_FIELDS:
         getattr(state, name)[parent] = pull(getattr(state, name)[parent], getattr(fstate, name))
     state.m[parent] *= mask
@@ -125,11 +153,16 @@ def merge(pop: Population, state: OptimizerState, parent: int, forks: Population
     return w
 
 
-def holdout_error(pop: Population, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Root mean squared error of every member on (x [n, d], t [n]): [members]."""
+def squared_errors(pop: Population, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Squared error of every member on each of (x [n, d], t [n]): [members, n]."""
     with torch.no_grad():
         pred = pop.forward(x.unsqueeze(0).expand(pop.size, -1, -1))
-    return ((pred - t) ** 2).mean(1).sqrt()
+    return (pred - t) ** 2
+
+
+def holdout_error(pop: Population, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Root mean squared error of every member on (x [n, d], t [n]): [members]."""
+    return squared_errors(pop, x, t).mean(1).sqrt()
 
 
 class Evolution:
@@ -195,18 +228,25 @@ class Evolution:
         x, t, _ = train
         train_fn(forks, fstate, x, t, draw_weights(forks.size), cfg.fork_steps)
         hx, ht = holdout
-        fork_fit = -holdout_error(forks, hx, ht)
-        before = -holdout_error(pop.subset(parents), hx, ht)
+        fork_sq, parent_sq = squared_errors(forks, hx, ht), squared_errors(pop.subset(parents), hx, ht)
+        fork_fit, before = -fork_sq.mean(1).sqrt(), -parent_sq.mean(1).sqrt()
         for a, p in enumerate(parents.tolist()):
             sl = slice(a * cfg.children, (a + 1) * cfg.children)
             mine = torch.arange(sl.start, sl.stop)
-            w = merge(pop, state, p, forks.subset(mine), fstate.select(mine), fork_fit[sl], cfg.eta)
+            extra = {}
+            if cfg.weights == "gain":
+                gain = gains(fork_sq[sl], parent_sq[a], cfg.clip)
+                w, best = gain_weights(gain, cfg.evidence)
+                extra = {"gains": [round(float(v), 6) for v in gain]}
+            else:
+                w, best = rank_weights(fork_fit[sl])
+            merge(pop, state, p, forks.subset(mine), fstate.select(mine), w, cfg.eta, best)
             after = float(-holdout_error(pop.subset(torch.tensor([p])), hx, ht)[0])
             events.append({"event": "merge", "id": pop.ids[p], "generation": int(pop.generation[p]),
                            "evaluations": evaluations, "forks": fork_ids[sl],
                            "weights": [round(float(v), 6) for v in w],
                            "fork_fitness": [float(v) for v in fork_fit[sl]], "fitness_before": float(before[a]),
-                           "fitness_after": after, **hyper_params(pop, p)})
+                           "fitness_after": after, **extra, **hyper_params(pop, p)})
         events += self._replace(pop, state, parents, evaluations)
         return events
 
