@@ -210,9 +210,9 @@ class EvolutionConfig:
     children: int = 4  # forks per parent
     fork_steps: int = 80  # training steps of the forks, on the pool without its newest evaluations
     eta: float = 1.0  # merge step: parent += eta * sum_i w_i (fork_i - parent)
-    weights: str = "rank"  # the merge weights w: rank (NES rank utilities of the forks, summing to one) | gain
-    # (each fork's gain over its parent on the newest evaluations, scaled by G / (G + evidence) as
-    # evolution.kernel's are: a generation no fork won leaves the parent as it was)
+    weights: str = "gain"  # the merge weights w: gain (each fork's gain over its parent on the newest
+    # evaluations, scaled by G / (G + evidence) as evolution.kernel's are: a generation no fork won leaves the
+    # parent as it was) | rank (the NES rank utilities of the forks, summing to one: the parent always moves)
     clip: float = 1.0  # weights=gain: the per-evaluation gains (nats, the squared errors' difference over twice
     # the parent's mean squared error) clipped to +-clip; 0 = not clipped
     evidence: float = 1.0  # weights=gain: nats of summed gain for half the step; 0 = the whole way

@@ -135,7 +135,8 @@ def test_a_nes_run_records_consistent_lineage_and_differs_from_sgd():
     fork_parent = {e["id"]: e["parent"] for e in forks}
     for m in merges:
         assert len(m["forks"]) == 3 and all(fork_parent[f] == m["id"] for f in m["forks"])
-        assert sum(m["weights"]) == pytest.approx(1.0, abs=1e-5)
+        total = sum(m["gains"])  # the default weights: each fork's share of the gains, times G / (G + evidence)
+        assert sum(m["weights"]) == pytest.approx(total / (total + 1.0), abs=1e-5)
         assert m["generation"] >= 1
     assert not np.array_equal(nes.X, sgd.X)  # evolution changes the search
 

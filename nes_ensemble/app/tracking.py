@@ -185,9 +185,10 @@ def _description(event: Mapping[str, Any], weight: float | None = None, fitness:
                 f"floor {event['floor']:.3g}, kernel {event['family']}; fitted apart to holdout fitness {fitness:.4g} "
                 f"(log density of the newest values{'' if gain is None else f'; gain over its parent {gain:.3g}'}), "
                 f"then merged back with weight {weight:.2f}.")
+    won = "" if gain is None else f" (gain over its parent {gain:.3g} nats)"
     return (f"Fork m{event['id']} of member m{event['parent']}, generation {event['generation']} ({at}): trained "
-            f"apart to holdout fitness {fitness:.4g}{'' if gain is None else f' (gain over its parent {gain:.3g} nats)'}"
-            f", then merged back into m{event['parent']} with NES weight {weight:.2f}.")
+            f"apart to holdout fitness {fitness:.4g}{won}, then merged back into m{event['parent']} with NES weight "
+            f"{weight:.2f}.")
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,12 +9,18 @@ One generation, run every ``evolution.every`` evaluations:
 3. all forks train together (one batched population) on the pool, each on its own bootstrap
    resample, without the newest evaluations, which no member has trained on yet;
 4. each fork is scored on those newest evaluations, and its parent moves toward its forks by NES
-   weights: ``theta <- theta + eta * sum_i u_i (theta_i - theta)``, where ``u`` are the rank-based
-   utilities of Wierstra et al. (JMLR 2014), ``u_j ~ max(0, log(lambda/2 + 1) - log j)`` for the
-   j-th best fork, normalised to sum to one (so with ``eta = 1`` the parent becomes a weighted
-   average of its better forks, and the worse half of the forks weighs nothing). Learning rate
-   and weight decay are merged in log space the same way; the mask, width and sparsity follow the
-   best fork, so a fork that grew wider and won passes its architecture on;
+   weights: ``theta <- theta + eta * sum_i w_i (theta_i - theta)``. With ``weights="gain"`` (the
+   default) ``w_i`` is fork i's gain over its parent: per held-out evaluation the log-likelihood ratio
+   of their errors under a Gaussian whose variance is the parent's mean squared error, clipped to
+   +-``clip`` nats, summed, counted where positive; its share of the forks' summed gain G, times
+   G / (G + ``evidence``), as ``kernel_evolution`` merges the Gaussian-process members. A generation
+   no fork won leaves the parent alone, a narrow win moves it a little. With ``weights="rank"``
+   ``w`` are the rank-based utilities of Wierstra et al. (JMLR 2014), ``u_j ~ max(0, log(lambda/2 +
+   1) - log j)`` for the j-th best fork, normalised to sum to one (with ``eta = 1`` the parent becomes
+   a weighted average of its better forks, however narrowly they won). Learning rate and weight
+   decay are merged in log space the same way; the mask, width and sparsity follow the best fork
+   (under ``gain`` once G reaches ``evidence``), so a fork that grew wider and won passes its
+   architecture on;
 5. members whose error has fallen far behind the best parent's are replaced by copies of a parent
    (population based training's exploit).
 
@@ -132,6 +138,7 @@ def merge(pop: Population, state: OptimizerState, parent: int, forks: Population
     ``eta * sum_i w_i (fork_i - parent)``; mask, width and sparsity become fork ``best``'s (None: the
     parent keeps its own). Returns ``w``.
     """
+    pop.generation[parent] = forks.generation[0]  # (a generation no fork won is lived through all the same)
     if float(w.sum()) == 0:
         return w
 
@@ -145,7 +152,6 @@ def merge(pop: Population, state: OptimizerState, parent: int, forks: Population
     pop.weight_decay[parent] = torch.exp(pull(torch.log(pop.weight_decay[parent]), torch.log(forks.weight_decay)))
     if best is not None:
         pop.mask[parent], pop.width[parent], pop.sparsity[parent] = mask, forks.width[best], forks.sparsity[best]
-    pop.generation[parent] = forks.generation[0]
     for name in _STATE_FIELDS:
         getattr(state, name)[parent] = pull(getattr(state, name)[parent], getattr(fstate, name))
     state.m[parent] *= mask
