@@ -10,7 +10,8 @@ from traces import NETWORKS  # the networks from the first round (no kernel phas
 
 import nes_ensemble as ne
 from nes_ensemble.config import EnsembleConfig, EvolutionConfig
-from nes_ensemble.members.evolution import fork, gain_weights, gains, merge, rank_weights, utilities
+from nes_ensemble.members.evolution import fork, merge, network_gains, rank_weights, utilities
+from nes_ensemble.members.kernel_evolution import gain_weights
 from nes_ensemble.members.population import Population
 from nes_ensemble.members.training import OptimizerState
 
@@ -55,9 +56,9 @@ def test_gains_are_clipped_log_likelihood_ratios_and_only_a_won_generation_moves
     forks = torch.tensor([[0.0, 0.0, 1.0, 1.0],    # 0.5 + 0.5 nats
                           [9.0, 0.0, 1.0, 1.0],    # -4 (clipped to -1) + 0.5: lost
                           [-3.0, 1.0, 1.0, 1.0]])  # (a squared error cannot be negative; 2 nats, clipped to 1)
-    g = gains(forks, parent, clip=1.0)
+    g = network_gains(forks, parent, clip=1.0)
     torch.testing.assert_close(g, torch.tensor([1.0, 0.0, 1.0]))
-    torch.testing.assert_close(gains(forks, parent, clip=0.0), torch.tensor([1.0, 0.0, 2.0]))
+    torch.testing.assert_close(network_gains(forks, parent, clip=0.0), torch.tensor([1.0, 0.0, 2.0]))
     w, best = gain_weights(g, evidence=1.0)  # G = 2: two thirds of the way, split by gain
     torch.testing.assert_close(w, torch.tensor([1 / 3, 0.0, 1 / 3]))
     assert best == 0

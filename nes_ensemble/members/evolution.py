@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..config import EvolutionConfig
+from .kernel_evolution import gain_weights
 from .population import Population
 from .training import OptimizerState
 
@@ -109,25 +110,16 @@ def rank_weights(fitness: torch.Tensor) -> tuple[torch.Tensor, int]:
     return w, int(order[0])
 
 
-def gains(forks: torch.Tensor, parent: torch.Tensor, clip: float) -> torch.Tensor:
+def network_gains(forks: torch.Tensor, parent: torch.Tensor, clip: float) -> torch.Tensor:
     """Each fork's gain over its parent [forks] from their squared errors on the newest evaluations (forks [f, m],
     parent [m]): per evaluation, the log-likelihood ratio under a Gaussian whose variance is the parent's mean
-    squared error, clipped to +-``clip`` nats when ``clip`` > 0, summed; 0 where a fork did not gain."""
+    squared error, clipped to +-``clip`` nats when ``clip`` > 0, summed; 0 where a fork did not gain (as
+    ``kernel_evolution.gains`` scores the Gaussian-process members from their log densities)."""
     d = (parent - forks) / (2 * parent.mean()).clamp_min(1e-12)
     if clip > 0:
         d = d.clamp(-clip, clip)
     g = d.sum(1)
     return torch.where(torch.isfinite(g), g, 0.0).clamp_min(0.0)
-
-
-def gain_weights(gain: torch.Tensor, evidence: float) -> tuple[torch.Tensor, int | None]:
-    """Merge weights from the forks' gains: each fork's share of the summed gain G, times G / (G + ``evidence``);
-    and the fork whose architecture the parent takes (the best, once G reaches ``evidence``; else None)."""
-    total = float(gain.sum())
-    if total <= 0:
-        return torch.zeros(len(gain)), None
-    w = (gain / total * (total / (total + evidence))).float()
-    return w, int(torch.argmax(gain)) if total >= evidence else None
 
 
 def merge(pop: Population, state: OptimizerState, parent: int, forks: Population, fstate: OptimizerState,
@@ -241,7 +233,7 @@ class Evolution:
             mine = torch.arange(sl.start, sl.stop)
             extra = {}
             if cfg.weights == "gain":
-                gain = gains(fork_sq[sl], parent_sq[a], cfg.clip)
+                gain = network_gains(fork_sq[sl], parent_sq[a], cfg.clip)
                 w, best = gain_weights(gain, cfg.evidence)
                 extra = {"gains": [round(float(v), 6) for v in gain]}
             else:

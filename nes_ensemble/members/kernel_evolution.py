@@ -59,6 +59,16 @@ def gains(forks: torch.Tensor, parent: torch.Tensor, clip: float) -> torch.Tenso
     return torch.where(torch.isfinite(gain), gain, 0.0).clamp_min(0.0)
 
 
+def gain_weights(gain: torch.Tensor, evidence: float) -> tuple[torch.Tensor, int | None]:
+    """Merge weights from the forks' gains [forks]: each fork's share of the summed gain G, times
+    G / (G + ``evidence``); and the fork the parent takes its discrete genes from (the best, once G reaches
+    ``evidence``; else None). All zero when no fork gained."""
+    total = float(gain.sum())
+    if total <= 0:
+        return torch.zeros_like(gain), None
+    return gain / total * (total / (total + evidence)), int(torch.argmax(gain)) if total >= evidence else None
+
+
 class KernelEvolution:
     """Generations of the Gaussian-process members, with ids drawn from the population's counter."""
 
@@ -140,10 +150,9 @@ class KernelEvolution:
     def _merge(self, members: KernelMembers, p: int, cand: KernelMembers, rows: torch.Tensor, fit: torch.Tensor,
                gain: torch.Tensor) -> torch.Tensor:
         """Move member p's genes toward the forks ``rows`` of ``cand`` with a gain over it; the merge weights."""
-        total = float(gain.sum())
-        if total <= 0:
-            return torch.zeros(len(rows), dtype=torch.float64)
-        w = gain / total * (total / (total + self.cfg.evidence))  # small gains, small steps
+        w, best = gain_weights(gain, self.cfg.evidence)  # small gains, small steps
+        if best is None and float(w.sum()) == 0:
+            return w
         eta = self.cfg.eta
 
         def pull(current: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -152,8 +161,8 @@ class KernelEvolution:
         members.warp[p] = pull(members.warp[p], cand.warp[rows]).clamp(WARP_MIN, 1.0)
         members.prior[p] = torch.exp(pull(torch.log(members.prior[p]), torch.log(cand.prior[rows])))
         members.floor[p] = torch.exp(pull(torch.log(members.floor[p]), torch.log(cand.floor[rows])))
-        if total >= self.cfg.evidence:
-            members.family[p] = cand.family[rows[int(torch.argmax(gain))]]
+        if best is not None:
+            members.family[p] = cand.family[rows[best]]
         return w
 
     def state_dict(self) -> dict:
