@@ -151,7 +151,7 @@ class KernelEvolution:
                gain: torch.Tensor) -> torch.Tensor:
         """Move member p's genes toward the forks ``rows`` of ``cand`` with a gain over it; the merge weights."""
         w, best = gain_weights(gain, self.cfg.evidence)  # small gains, small steps
-        if best is None and float(w.sum()) == 0:
+        if float(w.sum()) == 0:
             return w
         eta = self.cfg.eta
 
