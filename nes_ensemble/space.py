@@ -22,9 +22,12 @@ def check_bounds(bounds: Sequence[Sequence[float]]) -> np.ndarray:
         b = np.asarray(bounds, dtype=float)
     except (TypeError, ValueError):
         raise ValueError(f"bounds={bounds!r}: expected a sequence of (low, high) pairs of numbers") from None
+    # [lows, highs] (two rows) is the other common layout: say so, as its transpose is what is meant
+    transposed = b.ndim == 2 and b.shape[0] == 2 and np.all(np.isfinite(b)) and np.all(b[0] < b[1])
+    hint = "; for [lows, highs] pass its transpose, e.g. np.transpose(bounds)" if transposed else ""
     if b.ndim != 2 or b.shape[1] != 2 or b.shape[0] == 0:
         raise ValueError(f"bounds has shape {b.shape}: expected one (low, high) pair per dimension, e.g. "
-                         "[[0, 1], [0, 1]]")
+                         f"[[0, 1], [0, 1]]{hint}")
     if not np.all(np.isfinite(b)):
         raise ValueError(f"bounds={b.tolist()}: every low and high must be a finite number")
     with np.errstate(over="ignore"):
@@ -36,7 +39,7 @@ def check_bounds(bounds: Sequence[Sequence[float]]) -> np.ndarray:
     bad = np.flatnonzero(b[:, 0] >= b[:, 1])
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"bounds[{i}]=({b[i, 0]}, {b[i, 1]}): low must be smaller than high")
+        raise ValueError(f"bounds[{i}]=({b[i, 0]}, {b[i, 1]}): low must be smaller than high{hint}")
     return b
 
 

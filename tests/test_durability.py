@@ -462,6 +462,15 @@ def test_tell_refuses_reasons_that_do_not_match_the_values_and_the_run_goes_on()
     assert list(opt.history().status) == ["failed", "ok"]
 
 
+def test_tell_refuses_values_that_are_not_numbers_by_name_and_the_run_goes_on():
+    opt = ne.Optimizer([(0, 1)] * 2, seed=0)
+    X = opt.ask(2)
+    with pytest.raises(ValueError, match=r"^tell: y=.*one number per point"):
+        opt.tell(X, ["fast", "slow"])
+    opt.tell(X, [0.5, 1.0])
+    assert list(opt.history().y) == [0.5, 1.0]
+
+
 @pytest.mark.parametrize("seed", [-1, "abc", 2**70, [1, 2], 1.7, True])
 def test_a_seed_that_is_not_a_whole_number_in_range_is_refused_by_name(seed):
     with pytest.raises(ValueError, match=r"^seed="):

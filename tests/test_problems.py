@@ -42,10 +42,18 @@ def test_noise_wrapper_is_seeded_and_unbiased():
     ([[0, 1, 2]], "pair"),
     ("abc", "pairs"),
     ([], "pair"),
+    ([[0, 0, 0], [1, 1, 1]], "transpose"),  # [lows, highs]: the hint names the fix
+    ([[0, 0], [1, 1]], "transpose"),
 ])
 def test_bad_bounds_are_named(bounds, words):
     with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
         check_bounds(bounds)
+
+
+def test_reversed_bounds_get_no_transpose_hint():
+    with pytest.raises(ValueError) as err:
+        check_bounds([[0, 1], [1, 0]])
+    assert "transpose" not in str(err.value)
 
 
 def test_callable_problem_from_import_path():

@@ -125,7 +125,10 @@ class Optimizer:
         made elsewhere, recorded as ``foreign``). NaN or inf marks a failed evaluation; ``reasons`` (one
         string per point) may say why it failed."""
         X = self.box.accept(X)
-        y = np.atleast_1d(np.asarray(y, dtype=float)).reshape(-1)
+        try:
+            y = np.atleast_1d(np.asarray(y, dtype=float)).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"tell: y={y!r}: expected one number per point (NaN marks a failed evaluation)") from None
         if X.shape[1] != self.dim:
             raise ValueError(f"tell: X has {X.shape[1]} columns but the bounds have {self.dim} dimensions")
         if X.shape[0] != y.shape[0]:
