@@ -133,6 +133,8 @@ class KernelConfig:
     # they fail; never on a noisy objective; 0 = never
     restart_room: int = 150  # ... and only while a known budget leaves at least this many evaluations after the
     # restart (a run of 150 lost on all six test problems when the last 50 could restart); unknown budget: always
+    feasibility: bool = True  # where evaluations have failed, expected improvement is weighed by the chance of
+    # success, learnt from which evaluations failed (members/feasibility.py); off: failures are only left out
 
 
 @dataclass

@@ -169,7 +169,7 @@ ADDED_SETTINGS = {("search", "kernel", "until"): 0, ("search", "repeat"): 0,
                   ("search", "kernel", "restart_after"): 0, ("search", "cma", "enabled"): False,
                   ("evolution", "kernel", "every"): -1, ("search", "kernel", "polish"): 0.0,
                   ("evolution", "kernel", "clip"): 0.0, ("evolution", "kernel", "evidence"): 0.0,
-                  ("evolution", "weights"): "rank"}
+                  ("evolution", "weights"): "rank", ("search", "kernel", "feasibility"): False}
 
 
 def with_settings_of_their_time(state: dict[str, Any]) -> dict[str, Any]:

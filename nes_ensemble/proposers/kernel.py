@@ -35,6 +35,7 @@ from scipy.stats import qmc
 from ..engine.ledger import Ledger, Proposal
 from ..engine.pool import Provenance
 from ..engine.recommendation import noise_seen
+from ..members.feasibility import Feasibility
 from ..members.kernel_evolution import KernelEvolution
 from ..members.kernel_members import KernelMembers, mixture_log_ei
 from ..members.targets import poisson_weights, standardized, train_targets
@@ -56,6 +57,7 @@ class KernelSearch:
         self.origin = 0  # the members learn from the successful evaluations from this one on (the last restart)
         self.restarts = 0
         self.events: list[dict] = []  # restarts, for the run's lineage events (taken by the network proposer)
+        self.feasibility: Feasibility | None = None  # where evaluations failed, refitted every round
 
     def active(self, ledger: Ledger) -> bool:
         """Whether the phase still proposes: the pool holds fewer than ``until`` successful evaluations."""
@@ -75,6 +77,7 @@ class KernelSearch:
             point = self.rng.random((1, self.dim))
             return [Proposal((self.space.snap(point) if self.space is not None else point)[0],
                              Provenance("random", round=round))]
+        self.feasibility = Feasibility.of(pool.x, ok) if self.cfg.feasibility else None
         polished = None if noisy else self._polish(ledger)
         if polished is not None:
             return [Proposal(polished, Provenance("polish", round=round, reference=float(pool.y[pool.best_index()])))]
@@ -213,14 +216,14 @@ class KernelSearch:
         if self.space is not None:
             raw = self.space.snap(raw)
         with torch.no_grad():
-            score = mixture_log_ei(self.members, torch.as_tensor(raw), best)
+            score = self.acquisition(torch.as_tensor(raw), best)
         top = raw[torch.argsort(score, descending=True)[: cfg.starts - 1].numpy()]
         x = torch.as_tensor(np.vstack([top, incumbent[None]]), dtype=torch.float64)
         m, v = torch.zeros_like(x), torch.zeros_like(x)
         steps = cfg.ascent_steps
         for t in range(1, steps + 1):
             x.requires_grad_(True)
-            (g,) = torch.autograd.grad(mixture_log_ei(self.members, x, best).sum(), x)
+            (g,) = torch.autograd.grad(self.acquisition(x, best).sum(), x)
             lr = 0.05 * (1e-4 / 0.05) ** ((t - 1) / max(steps - 1, 1))
             with torch.no_grad():
                 m.mul_(0.9).add_(0.1 * g)
@@ -229,7 +232,7 @@ class KernelSearch:
         if self.space is not None:
             return self._settle(x.detach().numpy(), best)
         with torch.no_grad():
-            final = mixture_log_ei(self.members, x, best)
+            final = self.acquisition(x, best)
         i = int(torch.argmax(final))
         if not torch.isfinite(x[i]).all():  # a degenerate fit (e.g. values near 1e308): a candidate instead
             return raw[0].copy(), float("-inf")
@@ -245,12 +248,18 @@ class KernelSearch:
                 return raw[j].copy(), float(scores[j])
         return x[i].numpy().copy(), float(final[i])
 
+    def acquisition(self, x: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+        """What a proposal maximizes at x [m, d]: the members' mixture log expected improvement, plus the log
+        chance that the evaluation succeeds where some have failed (``members/feasibility.py``)."""
+        value = mixture_log_ei(self.members, x, best)
+        return value if self.feasibility is None else value + self.feasibility.log_chance(x)
+
     def _settle(self, climbed: np.ndarray, best: torch.Tensor) -> tuple[np.ndarray, float]:
         """On a named space: the climbed points snapped to settings, the best by EI, then improved greedily one
         discrete step at a time (another choice, an integer one up or down) while EI rises."""
         def score(points: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                return mixture_log_ei(self.members, torch.as_tensor(points, dtype=torch.float64), best).numpy()
+                return self.acquisition(torch.as_tensor(points, dtype=torch.float64), best).numpy()
 
         points = self.space.snap(climbed)
         values = score(points)

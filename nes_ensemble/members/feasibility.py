@@ -1,0 +1,50 @@
+"""Where evaluations fail: the chance that a point's evaluation succeeds, learnt from the pool's outcomes.
+
+The members learn from successful evaluations only, so a region where the system crashes or times out
+looks to them like any region they know nothing of, and expected improvement, which seeks exactly that,
+sent proposal after proposal there (Hartmann-6 with the half of the box where x0 + x1 > 1 failing: 91 of
+100 evaluations failed on seed 0). This model reads only whether each evaluation succeeded: a Gaussian
+process fitted to the outcomes (1 for success, 0 for failure; least-squares classification), whose
+length scales learn the shape of the failing region, so a few failures mark the whole of it. Its mean,
+clipped to [``FLOOR``, 1], is the chance of success; far from every evaluation it is the run's success
+rate. Proposals weigh expected improvement by it (expected improvement under a constraint learnt from
+the outcomes), and a point whose chance is below ``SURE`` is taken to fail and ranked below all others.
+A run without failures is unchanged. The failed values themselves are never learnt.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .kernel_members import KernelMembers
+
+FLOOR = 1e-6  # the least chance of success
+SURE = 0.1  # below this chance a point is taken to fail: it ranks below every other point
+
+
+class Feasibility:
+    """The chance of success at points of the unit cube, from the evaluated points x [n, d] and ok [n]."""
+
+    def __init__(self, x: np.ndarray, ok: np.ndarray):
+        labels = ok.astype(float)
+        self.mean, self.spread = float(labels.mean()), float(labels.std())
+        self.model = KernelMembers(x.shape[1], 1)  # fitted afresh each time: a resumed run decides alike
+        self.model.fit(x, ((labels - self.mean) / self.spread)[None])
+
+    @staticmethod
+    def of(x: np.ndarray, ok: np.ndarray) -> Feasibility | None:
+        """The model of a pool's outcomes, or None when none failed or none succeeded (then there is nothing to
+        tell apart, and proposals are not weighted)."""
+        return Feasibility(x, ok) if 0 < int(ok.sum()) < len(ok) else None
+
+    def log_chance(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the chance of success at x [m, d] (differentiable in x)."""
+        chance = self.mean + self.spread * self.model.predict(x)[0][0]
+        value = torch.log(chance.clamp(FLOOR, 1.0))
+        # Expected improvement is largest where no evaluation has succeeded, so in a failing region it can exceed
+        # that of the explored region by more than any floor's penalty (Branin failing where x0 > 0.6, its third
+        # optimum there: log EI -1 against -14 at the best feasible point); a point the model is sure fails is
+        # therefore ranked below every other, with a slope that leads a climb out
+        sure = chance < SURE
+        return torch.where(sure, value - 1e3 + 1e2 * (chance - SURE), value)
