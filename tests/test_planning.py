@@ -7,9 +7,11 @@ import torch
 from omegaconf import OmegaConf
 
 import nes_ensemble as ne
-from nes_ensemble.config import STRATEGIES, RegionsConfig, RestartsConfig, make_config
+from nes_ensemble.config import STRATEGIES, EnsembleConfig, RegionsConfig, RestartsConfig, make_config
 from nes_ensemble.engine.pool import Provenance, SamplePool
-from nes_ensemble.proposers.planning import RoundInputs, choose_ascents, start_points
+from nes_ensemble.members.feasibility import Feasibility
+from nes_ensemble.members.population import Population
+from nes_ensemble.proposers.planning import RoundInputs, choose_ascents, judge, start_points
 from nes_ensemble.proposers.regions import Restarts, RunnerUpRegions
 from nes_ensemble.proposers.registry import REGISTRY
 
@@ -59,6 +61,24 @@ def test_choose_ascents_takes_members_in_turn_and_never_a_point_already_taken():
     np.testing.assert_array_equal(chosen[0].x, ends[2, 3])  # its next best
     np.testing.assert_array_equal(chosen[1].x, ends[0, 4])
     assert len(after) == len(taken) + 2
+
+
+def test_the_networks_ascents_end_nowhere_their_evaluation_is_taken_to_fail():
+    # Branin failing where x0 > 0.55 at 300 evaluations: once the feasible optimum was polished, the ascents
+    # crept into the failing side (51 of seed 1's last 150 evaluations failed there)
+    x = np.random.default_rng(0).random((40, 2))
+    pool = _pool(x, np.where(x[:, 0] <= 0.6, 1.0, np.nan))
+    inp = _inputs(pool, [[0.3, 0.5]] * 3, [1.0] * 3, n_ascent=3, feasibility=Feasibility.of(pool.x, pool.ok))
+    population = Population(2, EnsembleConfig(members=3), torch.Generator().manual_seed(0))
+    ends = torch.tensor([[0.2, 0.5], [0.9, 0.5], [0.85, 0.1], [0.4, 0.8], [0.95, 0.9]]).expand(3, -1, -1)
+    own = torch.tensor([0.0, 5.0, 4.0, 1.0, 3.0]).expand(3, -1)  # the failing ends predicted best
+    _, score = judge(inp, population, ends.contiguous(), own.contiguous())
+    failing = ends[0, :, 0].numpy() > 0.6
+    assert np.isneginf(score[:, failing]).all() and np.isfinite(score[:, ~failing]).all()
+    starts = start_points(inp, np.random.default_rng(0))
+    ends = np.tile(ends[0].numpy(), (3, 1, 1))
+    chosen, _ = choose_ascents(inp, starts, ends, score, pool.x, np.random.default_rng(0))
+    assert all(p.x[0] < 0.6 for p in chosen)
 
 
 def test_region_queries_change_nothing_and_update_counts_a_round():

@@ -219,6 +219,7 @@ class KernelSearch:
             score = self.acquisition(torch.as_tensor(raw), best)
         top = raw[torch.argsort(score, descending=True)[: cfg.starts - 1].numpy()]
         x = torch.as_tensor(np.vstack([top, incumbent[None]]), dtype=torch.float64)
+        start = x.clone()
         m, v = torch.zeros_like(x), torch.zeros_like(x)
         steps = cfg.ascent_steps
         for t in range(1, steps + 1):
@@ -229,6 +230,9 @@ class KernelSearch:
                 m.mul_(0.9).add_(0.1 * g)
                 v.mul_(0.999).add_(0.001 * g * g)
                 x = (x + lr * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-12)).clamp(0.0, 1.0)
+        x = x.detach()
+        if self.feasibility is not None:  # expected improvement leads a climb over the border of where evaluations
+            x = torch.cat([x, start])  # fail, and every climb may end there: their starts are chosen from too
         if self.space is not None:
             return self._settle(x.detach().numpy(), best)
         with torch.no_grad():

@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from ..engine.ledger import Proposal
 from ..engine.pool import Provenance, SamplePool
+from ..members.feasibility import Feasibility
 from ..members.population import Population
 from .regions import outside_balls
 from .search import ascend, distinct, gaussian, quadratic_step
@@ -48,6 +49,7 @@ class RoundInputs:
     steps: int  # ascent steps
     sigma: float  # Gaussian step
     steps_from: np.ndarray | None = None  # [n_gaussian, d] the CMA-ES's samples, when it gives the refinements
+    feasibility: Feasibility | None = None  # the chance of success, where evaluations have failed
 
     @property
     def members(self) -> int:
@@ -62,6 +64,13 @@ class RoundInputs:
     def away_from_left_basins(self, x: np.ndarray) -> np.ndarray:
         """Mask of points x [m, d] outside every basin left by a restart."""
         return outside_balls(x, self.left_basins, self.restart_radius)
+
+    def allowed(self, x: np.ndarray) -> np.ndarray:
+        """Mask of points x [m, d] worth proposing: outside the basins left, and not taken to fail."""
+        keep = self.away_from_left_basins(x) if len(self.left_basins) else np.ones(len(x), bool)
+        if self.feasibility is not None:
+            keep &= self.feasibility.feasible(x)
+        return keep
 
 
 @dataclass(frozen=True)
@@ -109,7 +118,7 @@ def climb(pop: Population, starts: Starts, steps: int, lr: float) -> tuple[torch
 def judge(inp: RoundInputs, pop: Population, ends: torch.Tensor, own: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """End points as numbers [k, S, d] and their scores [k, S]: by the whole population's mean prediction
     (``select=mean``; ``ucb`` adds ``beta`` times the members' disagreement) or the member's own (``own``);
-    -inf inside a basin already left."""
+    -inf inside a basin already left and where the chance of success is below ``feasibility.SURE``."""
     s, k = inp.search, pop.size
     score = own
     if s.select != "own" and k > 1:
@@ -120,9 +129,9 @@ def judge(inp: RoundInputs, pop: Population, ends: torch.Tensor, own: torch.Tens
                 score = score + s.beta * votes.std(0)
             score = score.view(k, -1)
     ends_np, score_np = ends.numpy().astype(float), score.numpy()
-    if len(inp.left_basins):
-        inside = ~inp.away_from_left_basins(ends_np.reshape(-1, ends_np.shape[-1])).reshape(score_np.shape)
-        score_np = np.where(inside, -np.inf, score_np)
+    if len(inp.left_basins) or inp.feasibility is not None:
+        barred = ~inp.allowed(ends_np.reshape(-1, ends_np.shape[-1])).reshape(score_np.shape)
+        score_np = np.where(barred, -np.inf, score_np)
     return ends_np, score_np
 
 
@@ -141,9 +150,9 @@ def choose_ascents(inp: RoundInputs, starts: Starts, ends: np.ndarray, score: np
         else:
             order = order[order < starts.regions.start]
         order = order[np.isfinite(score[r][order])]
-        if not order.size:  # every end point lies in a basin already left: sample elsewhere
+        if not order.size:  # every end point lies in a basin already left or where evaluations fail: elsewhere
             x = rng.random((64, inp.pool.dim))
-            x = x[np.argmax(inp.away_from_left_basins(x))]
+            x = x[np.argmax(inp.allowed(x))]
             chosen.append(Proposal(x, Provenance("random", member=r, round=inp.round)))
         else:
             free = distinct(ends[r][order], taken, s.min_distance)

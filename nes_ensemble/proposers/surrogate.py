@@ -15,6 +15,7 @@ import numpy as np
 
 from ..engine.ledger import Ledger, Proposal
 from ..engine.pool import Provenance, SamplePool
+from ..members.feasibility import Feasibility
 from .base import RunSetup
 from .cma_steps import CMASteps
 from .network import NetworkProposer
@@ -69,7 +70,8 @@ class SurrogateProposer(NetworkProposer):
                            left_basins=self.restarts.basins, restart_radius=self.restarts.radius, round=self.round,
                            n_ascent=n_ascent, n_gaussian=n_gaussian,
                            radius=s.ascent.radius or (s.ascent.short_radius if short else 0.0),
-                           steps=int(round(self.schedule.steps)), sigma=self.schedule.sigma)
+                           steps=int(round(self.schedule.steps)), sigma=self.schedule.sigma,
+                           feasibility=Feasibility.of(pool.x, pool.ok) if s.kernel.feasibility else None)
 
     def _cma_samples(self, pool: SamplePool, inputs: RoundInputs, taken: np.ndarray) -> np.ndarray:
         """The round's refinements from the CMA-ES (started at the best point on the networks' first round, a
