@@ -2,6 +2,7 @@
 
     python experiments/failures.py                       # 10 seeds, 100 evaluations
     python experiments/failures.py --seeds 3 --name failures_quick
+    python experiments/failures.py --budget 300 --problems branin_side,branin_edge --variants "feasibility (default)"
 
 Real systems crash, run out of memory or time out for some settings. A failed evaluation (NaN) is
 kept and never learnt from; this script measures what the Gaussian-process members' feasibility
@@ -75,10 +76,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--problems", default=",".join(BASE))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default="failures")
     args = parser.parse_args()
-    tasks = [(p, v, s, args.budget) for p in args.problems.split(",") for v in VARIANTS for s in range(args.seeds)]
+    tasks = [(p, v, s, args.budget) for p in args.problems.split(",") for v in args.variants.split(",")
+             for s in range(args.seeds)]
     runs = pd.DataFrame(run_parallel(task, tasks, args.workers))
     from common import RESULTS
     runs.to_csv(f"{RESULTS}/{args.name}_runs.csv", index=False)
