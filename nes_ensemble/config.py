@@ -134,8 +134,8 @@ class KernelConfig:
     restart_room: int = 150  # ... and only while a known budget leaves at least this many evaluations after the
     # restart (a run of 150 lost on all six test problems when the last 50 could restart); unknown budget: always
     feasibility: bool = True  # where evaluations have failed, expected improvement is weighed by the chance of
-    # success, learnt from which evaluations failed (members/feasibility.py), and the networks' ascents end only
-    # where it is at least 0.1; off: failures are only left out
+    # success, learnt from which evaluations failed (members/feasibility.py), and the networks' ascents never end
+    # where evaluations are taken to fail; off: failures are only left out
 
 
 @dataclass

@@ -41,16 +41,23 @@ class Feasibility:
         tell apart, and proposals are not weighted)."""
         return Feasibility(x, ok) if 0 < int(ok.sum()) < len(ok) else None
 
+    def chance(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's chance of success at x [m, d], unclipped (differentiable in x)."""
+        return self.mean + self.spread * self.model.predict(x)[0][0]
+
     def log_chance(self, x: torch.Tensor) -> torch.Tensor:
         """Log of the chance of success at x [m, d] (differentiable in x)."""
-        chance = self.mean + self.spread * self.model.predict(x)[0][0]
+        chance = self.chance(x)
         value = torch.log(chance.clamp(FLOOR, 1.0))
         # Expected improvement is largest where no evaluation has succeeded, so in a failing region it can exceed
         # that of the explored region by more than any floor's penalty (Branin failing where x0 > 0.6, its third
         # optimum there: log EI -1 against -14 at the best feasible point); a point the model is sure fails is
         # therefore ranked below every other, with a slope that leads a climb out
-        sure = (chance < SURE) | self.among_failures(x)
-        return torch.where(sure, value - 1e3 + 1e2 * (chance - SURE).clamp(max=0.0), value)
+        return torch.where(self.taken_to_fail(x, chance), value - 1e3 + 1e2 * (chance - SURE).clamp(max=0.0), value)
+
+    def taken_to_fail(self, x: torch.Tensor, chance: torch.Tensor) -> torch.Tensor:
+        """Mask of the points x [m, d] whose ``chance`` is below ``SURE`` or that lie among failures."""
+        return (chance < SURE) | self.among_failures(x)
 
     def among_failures(self, x: torch.Tensor) -> torch.Tensor:
         """Mask of the points x [m, d] most of whose ``NEIGHBOURS`` nearest evaluations failed, distances measured
@@ -65,8 +72,7 @@ class Feasibility:
         return self.failed[nearest].sum(1) * 2 > k
 
     def feasible(self, x: np.ndarray) -> np.ndarray:
-        """Mask of the points x [m, d] not taken to fail (chance of success at least ``SURE``)."""
+        """Mask of the points x [m, d] not taken to fail."""
         x = torch.as_tensor(x, dtype=torch.float64)
         with torch.no_grad():
-            chance = self.mean + self.spread * self.model.predict(x)[0][0]
-        return ((chance >= SURE) & ~self.among_failures(x)).numpy()
+            return (~self.taken_to_fail(x, self.chance(x))).numpy()

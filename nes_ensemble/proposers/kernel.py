@@ -77,10 +77,10 @@ class KernelSearch:
             point = self.rng.random((1, self.dim))
             return [Proposal((self.space.snap(point) if self.space is not None else point)[0],
                              Provenance("random", round=round))]
-        self.feasibility = Feasibility.of(pool.x, ok) if self.cfg.feasibility else None
         polished = None if noisy else self._polish(ledger)
         if polished is not None:
             return [Proposal(polished, Provenance("polish", round=round, reference=float(pool.y[pool.best_index()])))]
+        self.feasibility = Feasibility.of(pool.x, ok) if self.cfg.feasibility else None
         x = pool.x[ok][self.origin:]
         if self.evolution is not None and self.evolution.due(len(x), self.dim):
             self.events += self.evolution.step(self.members, x, values[self.origin:], len(pool))
@@ -234,7 +234,7 @@ class KernelSearch:
         if self.feasibility is not None:  # expected improvement leads a climb over the border of where evaluations
             x = torch.cat([x, start])  # fail, and every climb may end there: their starts are chosen from too
         if self.space is not None:
-            return self._settle(x.detach().numpy(), best)
+            return self._settle(x.numpy(), best)
         with torch.no_grad():
             final = self.acquisition(x, best)
         i = int(torch.argmax(final))

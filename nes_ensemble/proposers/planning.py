@@ -118,7 +118,7 @@ def climb(pop: Population, starts: Starts, steps: int, lr: float) -> tuple[torch
 def judge(inp: RoundInputs, pop: Population, ends: torch.Tensor, own: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """End points as numbers [k, S, d] and their scores [k, S]: by the whole population's mean prediction
     (``select=mean``; ``ucb`` adds ``beta`` times the members' disagreement) or the member's own (``own``);
-    -inf inside a basin already left and where the chance of success is below ``feasibility.SURE``."""
+    -inf inside a basin already left and where evaluations are taken to fail (``members/feasibility.py``)."""
     s, k = inp.search, pop.size
     score = own
     if s.select != "own" and k > 1:
