@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from multiprocessing import Pool
 from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -19,13 +21,25 @@ def _init_worker() -> None:
 
 
 def run_parallel(fn: Callable, tasks: Iterable, workers: int) -> list:
-    """fn over tasks in ``workers`` processes (each with one torch thread), results in task order."""
+    """fn over tasks in ``workers`` processes (each with one torch thread), results in task order; a progress
+    bar on stderr counts the finished runs (a benchmark can take an hour)."""
     tasks = list(tasks)
+    bar = tqdm(total=len(tasks), desc="runs", unit="run", file=sys.stderr, mininterval=5)
     if workers <= 1:
         _init_worker()
-        return [fn(t) for t in tasks]
+        out = []
+        for t in tasks:
+            out.append(fn(t))
+            bar.update()
+        bar.close()
+        return out
     with Pool(workers, initializer=_init_worker) as pool:
-        return pool.map(fn, tasks, chunksize=1)
+        out = []
+        for result in pool.imap(fn, tasks, chunksize=1):
+            out.append(result)
+            bar.update()
+    bar.close()
+    return out
 
 
 def best_so_far(X: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
