@@ -414,6 +414,32 @@ COUNTS = ("ensemble.train_steps_initial", "ensemble.train_steps", "ensemble.batc
           "evolution.fork_steps", "evaluator.ray_cpus")
 
 
+# Sizes of what a round builds or plans (members, layers, proposals): a value past these is a typo or a crafted
+# file, and would exhaust memory or plan for days before failing; any other count stops at COUNT_MAX.
+SIZE_MAX = {"ensemble.members": 10_000, "ensemble.widths": 65_536, "ensemble.depths": 100,
+            "strategy.es_popsize": 100_000, "search.proposals_per_round": 10_000,
+            "search.gaussian_per_round": 10_000, "search.ascent.random_starts": 100_000,
+            "search.regions.basins": 1_000, "search.kernel.members": 1_000, "search.kernel.per_round": 10_000,
+            "search.kernel.candidates": 10_000_000, "search.kernel.starts": 100_000, "evolution.parents": 10_000,
+            "evolution.children": 10_000, "evolution.kernel.children": 10_000, "evaluator.n_workers": 100_000}
+COUNT_MAX = 10**9  # steps, rounds and evaluations (the budget is not capped)
+
+
+def _check_sizes(cfg: DictConfig, node: Any = None, prefix: str = "") -> None:
+    """Every whole-number setting at most its SIZE_MAX (else COUNT_MAX), with a ValueError naming the key."""
+    node = cfg if node is None else node
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, DictConfig):
+            _check_sizes(cfg, value, name + ".")
+            continue
+        values = list(value) if OmegaConf.is_list(value) else [value]
+        if name == "budget" or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            continue
+        limit = SIZE_MAX.get(name, COUNT_MAX)
+        _need(max(values, default=0) <= limit, name, value, f"must be at most {limit:,}")
+
+
 def _need(ok: bool, key: str, value: Any, why: str) -> None:
     if not ok:
         raise ValueError(f"{key}={value!r}: {why}")
@@ -441,6 +467,7 @@ def check(cfg: DictConfig) -> None:
     """Reject values that type-check but make no sense, with a message that names the key."""
     ens, need = cfg.ensemble, _need
     check_budget(cfg.budget, unknown_ok=True)
+    _check_sizes(cfg)
     need(cfg.strategy.name in STRATEGIES, "strategy", cfg.strategy.name, f"choose from {list(STRATEGIES)}")
     need(ens.members >= 1, "ensemble.members", ens.members, "needs at least one member")
     need(len(ens.widths) > 0 and min(ens.widths) >= 1, "ensemble.widths", list(ens.widths), "positive widths")

@@ -181,3 +181,11 @@ def test_a_deterministic_optimum_at_a_corner_is_not_evaluated_twice():
     repeats = int((result.history.source == "repeat").sum())
     assert repeats == 1 and len(np.unique(result.X, axis=0)) == 30 - repeats  # the one deliberate repeat only
     assert result.best_y >= 1.97
+
+
+@pytest.mark.parametrize("override, key", [({"ensemble": {"widths": [32, 10**7]}}, "ensemble.widths"),
+                                           ({"search": {"kernel": {"members": 10**9}}}, "search.kernel.members"),
+                                           ({"evolution": {"fork_steps": 10**12}}, "evolution.fork_steps")])
+def test_a_size_past_what_any_machine_holds_is_refused_by_name(override, key):
+    with pytest.raises(ValueError, match=rf"{key}=.*must be at most"):
+        ne.Optimizer(bounds=[(0, 1)] * 2, seed=0, **override)
