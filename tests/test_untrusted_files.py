@@ -158,7 +158,8 @@ def test_a_journal_row_that_parses_but_is_wrong_costs_that_row_only(bad, tmp_pat
 
 
 @pytest.mark.parametrize("damage", ["no schedule", "pool of another width", "a list", "seed a string",
-                                    "pending outside the box", "a size no machine holds"])
+                                    "pending outside the box", "a size no machine holds",
+                                    "a group of settings a number"])
 def test_a_checkpoint_that_loads_but_is_wrong_is_a_clear_error(damage, tmp_path):
     opt = ne.Optimizer(BOX, seed=0, config={"search": {"kernel": {"until": 0}}, "budget": 30,
                                            "ensemble": {"members": 2, "train_steps_initial": 5, "train_steps": 2}})
@@ -175,6 +176,8 @@ def test_a_checkpoint_that_loads_but_is_wrong_is_a_clear_error(damage, tmp_path)
         state = [1, 2, 3]
     elif damage == "seed a string":
         state["seed"] = "zero"
+    elif damage == "a group of settings a number":
+        state["config"]["search"] = -1
     elif damage == "a size no machine holds":  # planned for days (or out of memory) before failing, without a cap
         state["config"]["search"]["kernel"]["per_round"] = 10**12
     else:

@@ -107,7 +107,10 @@ def _checked(path: str, state: dict[str, Any]) -> dict[str, Any]:
     problem = _problem(state)
     if problem:
         raise ValueError(f"{path}: a damaged checkpoint ({problem})")
-    return with_settings_of_their_time(state)
+    try:
+        return with_settings_of_their_time(state)
+    except ValueError as err:
+        raise ValueError(f"{path}: a damaged checkpoint ({err})") from None
 
 
 def _problem(state: dict[str, Any]) -> str:
@@ -177,8 +180,11 @@ def with_settings_of_their_time(state: dict[str, Any]) -> dict[str, Any]:
     behaviour of the code that wrote it, not today's default."""
     for (*groups, key), value in ADDED_SETTINGS.items():
         node = state["config"]
-        for group in groups:
+        for depth, group in enumerate(groups):
             node = node.setdefault(group, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"its config's {'.'.join(groups[:depth + 1])} is a {type(node).__name__}, "
+                                 f"not a group of settings")
         node.setdefault(key, value)
     return state
 
