@@ -159,9 +159,11 @@ def test_a_journal_row_that_parses_but_is_wrong_costs_that_row_only(bad, tmp_pat
 
 @pytest.mark.parametrize("damage", ["no schedule", "pool of another width", "a list", "seed a string",
                                     "pending outside the box", "a size no machine holds",
-                                    "a group of settings a number"])
+                                    "a group of settings a number", "a member's tensor of another shape",
+                                    "a Gaussian-process length scale NaN"])
 def test_a_checkpoint_that_loads_but_is_wrong_is_a_clear_error(damage, tmp_path):
-    opt = ne.Optimizer(BOX, seed=0, config={"search": {"kernel": {"until": 0}}, "budget": 30,
+    until = 20 if "Gaussian-process" in damage else 0  # (the Gaussian-process members propose, and are saved)
+    opt = ne.Optimizer(BOX, seed=0, config={"search": {"kernel": {"until": until}}, "budget": 30,
                                            "ensemble": {"members": 2, "train_steps_initial": 5, "train_steps": 2}})
     opt.tell(opt.ask(6), np.arange(6.0))
     opt.ask(1)
@@ -176,6 +178,10 @@ def test_a_checkpoint_that_loads_but_is_wrong_is_a_clear_error(damage, tmp_path)
         state = [1, 2, 3]
     elif damage == "seed a string":
         state["seed"] = "zero"
+    elif damage == "a member's tensor of another shape":  # loaded, then failed at the next ask
+        state["proposer"]["state"]["ensemble"]["population"]["width"] = torch.tensor([32])
+    elif damage == "a Gaussian-process length scale NaN":
+        state["proposer"]["state"]["kernel"]["members"]["log_inv_sq_scale"].fill_(float("nan"))
     elif damage == "a group of settings a number":
         state["config"]["search"] = -1
     elif damage == "a size no machine holds":  # planned for days (or out of memory) before failing, without a cap

@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..space import Space
 from . import checkpoint
@@ -54,9 +55,36 @@ def _restore(cls: type, state: dict[str, Any]) -> Any:
         opt.generator.set_state(state["generators"]["torch"])
         opt.rng.bit_generator.state = state["generators"]["numpy"]
         opt.ledger.load_state_dict(saved)
+        mismatch = _layout_mismatch(opt.proposer.state_dict(), state["proposer"]["state"], "proposer")
+        if mismatch:
+            raise ValueError(mismatch)
         opt.proposer.load_state_dict(state["proposer"]["state"])
         opt.ledger.requeue_pending()
     return opt
+
+
+def _layout_mismatch(fresh: Any, saved: Any, where: str) -> str:
+    """Where ``saved`` (a proposer's state read from a file) departs from the layout of ``fresh`` (the state of
+    the same proposer just built): a tensor of another dtype or shape, a dict or list that is something else;
+    "" when none does. Sizes that grow with the pool (0 in ``fresh``) are not compared, keys missing on
+    either side neither (the proposer's own loading reports a missing key)."""
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor) or saved.dtype != fresh.dtype or saved.dim() != fresh.dim() or \
+                any(a and a != b for a, b in zip(fresh.shape, saved.shape)):  # (a size 0 grows with the pool)
+            what = f"{saved.dtype} {list(saved.shape)}" if isinstance(saved, torch.Tensor) else type(saved).__name__
+            return f"{where} is {what}, not {fresh.dtype} {list(fresh.shape)}"
+        return ""
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            return f"{where} is a {type(saved).__name__}, not a dict"
+        for key in fresh.keys() & saved.keys():
+            found = _layout_mismatch(fresh[key], saved[key], f"{where}.{key}")
+            if found:
+                return found
+        return ""
+    if isinstance(fresh, (list, tuple)) and not isinstance(saved, (list, tuple)):
+        return f"{where} is a {type(saved).__name__}, not a list"
+    return ""
 
 
 def _journal_of(path: str | os.PathLike, saved: str | None, given: str | os.PathLike | None) -> str | None:

@@ -223,7 +223,11 @@ class KernelMembers:
         """Restore what ``state_dict`` returned (a checkpoint of before the genes has the default ones)."""
         for name in self._FIELDS:
             if name in state:
+                if state[name].is_floating_point() and not torch.isfinite(state[name]).all():
+                    raise ValueError(f"the Gaussian-process members' {name} is not finite")
                 setattr(self, name, state[name].clone())
+        if len(self.family) and not ((self.family >= 0) & (self.family < len(FAMILIES))).all():
+            raise ValueError(f"the Gaussian-process members' family {self.family.tolist()} names no kernel")
         self.size = len(self.log_scale)
 
 

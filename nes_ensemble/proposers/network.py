@@ -224,6 +224,8 @@ class NetworkProposer(Proposer):
         self.schedule = Schedule(*(float(v) for v in state["schedule"]))
         self.round, self.n_design = int(state["round"]), int(state["n_design"])
         self.ascent_tally = [int(v) for v in state["ascent_tally"]]
+        if len(self.ascent_tally) != 2:
+            raise ValueError(f"ascent_tally holds {len(self.ascent_tally)} counts, not 2")
         self.designed = bool(state["designed"])
         self.repeats = int(state.get("repeats", 0))
         self.allocation.load_state_dict(state.get("allocation", {}))
