@@ -354,6 +354,9 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
     base = OmegaConf.structured(OptimizerConfig)
     layers: list[Any] = []
     if config is not None:
+        if not isinstance(config, (Mapping, DictConfig)):
+            raise ValueError(f"config={config!r}: give a dict (or an OmegaConf DictConfig) of the keys in conf/, "
+                             "e.g. {'budget': 100, 'search': {'kernel': {'until': 0}}}")
         cfg = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else dict(config)
         app_only = set(OmegaConf.structured(AppConfig).keys()) - set(base.keys())
         unknown = [k for k in cfg if k not in base and k not in app_only]
@@ -361,7 +364,8 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
             raise ValueError(f"unknown setting {unknown[0]!r} in config{did_you_mean(str(unknown[0]))}: the known "
                              f"keys are {', '.join(sorted(base.keys()))}")
         # an app config carries more groups than the optimizer reads; keep only what it reads
-        layers.append({k: v for k, v in cfg.items() if k in base})
+        layers.append({k: {"name": v} if k in ("strategy", "evaluator") and isinstance(v, str) else v
+                       for k, v in cfg.items() if k in base})
     for key, value in overrides.items():
         if key in ("strategy", "evaluator") and isinstance(value, str):  # a group by its name, as optimize() takes
             value = {"name": value}
@@ -375,15 +379,33 @@ def make_config(config: Mapping[str, Any] | DictConfig | None = None, **override
             node = {part: node}
         layers.append({path[0]: node})
     layers = [_renamed(layer) for layer in layers]
+    for layer in layers:
+        _check_groups(base, layer)
     try:
         merged = OmegaConf.merge(base, *layers)
     except ConfigKeyError as err:
         full = str(getattr(err, "full_key", "") or getattr(err, "key", ""))
         raise ValueError(f"unknown setting {full!r}{did_you_mean(full)}") from None
     except ValidationError as err:
-        raise ValueError(f"bad configuration: {err.msg if hasattr(err, 'msg') else err}") from None
+        msg = str(err.msg if hasattr(err, "msg") else err).splitlines()[0]
+        full = str(getattr(err, "full_key", "") or "")
+        raise ValueError(f"bad configuration: {full + ': ' if full else ''}{msg}") from None
     check(merged)
     return merged
+
+
+def _check_groups(base: DictConfig, layer: Mapping[str, Any], prefix: str = "") -> None:
+    """A ValueError naming the key where ``layer`` gives a plain value for a group of settings (OmegaConf's own
+    message names neither the key nor what was expected)."""
+    for key, value in layer.items():
+        if not isinstance(key, str) or key not in base:
+            continue  # an unknown key: the merge names it, with a suggestion
+        known = base[key] if not OmegaConf.is_missing(base, key) else None
+        if isinstance(known, DictConfig):
+            if not isinstance(value, (Mapping, DictConfig)):
+                raise ValueError(f"{prefix}{key}={value!r}: {prefix}{key} is a group of settings; give a dict of "
+                                 f"its keys ({', '.join(sorted(map(str, known.keys())))})")
+            _check_groups(known, value, f"{prefix}{key}.")
 
 
 def _renamed(layer: dict[str, Any]) -> dict[str, Any]:

@@ -251,7 +251,9 @@ class Space:
             raise ValueError(f"space={params!r}: give a dict of name -> ne.Float / ne.Int / ne.Categorical")
         self.params: dict[str, Any] = {}
         for name, p in params.items():
-            if not isinstance(name, str) or not isinstance(p, (Float, Categorical)):
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"space key {name!r}: a parameter's name must be a non-empty string")
+            if not isinstance(p, (Float, Categorical)):
                 raise ValueError(f"{name!r}: {p!r} is not a parameter; use ne.Float, ne.Int or ne.Categorical")
             p.check(name)
             self.params[name] = p

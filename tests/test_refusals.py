@@ -189,3 +189,18 @@ def test_a_deterministic_optimum_at_a_corner_is_not_evaluated_twice():
 def test_a_size_past_what_any_machine_holds_is_refused_by_name(override, key):
     with pytest.raises(ValueError, match=rf"{key}=.*must be at most"):
         ne.Optimizer(bounds=[(0, 1)] * 2, seed=0, **override)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"config": [("budget", 5)]}, r"config=\[\('budget', 5\)\]: give a dict"),
+    ({"config": {"search": 3}}, r"search=3: search is a group of settings; give a dict of its keys \(ascent, "),
+    ({"search": {"kernel": "x"}}, r"search.kernel='x': search.kernel is a group of settings"),
+    ({"config": {"search": {"kernel": {"until": "abc"}}}}, r"search.kernel.until: Value 'abc'"),
+])
+def test_a_config_of_the_wrong_shape_names_the_key(kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ne.Optimizer([(0, 1)], **kwargs)
+
+
+def test_a_config_names_its_strategy_as_the_command_line_does():
+    assert ne.Optimizer([(0, 1)], config={"strategy": "sgd"}).cfg.strategy.name == "sgd"

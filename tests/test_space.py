@@ -91,6 +91,7 @@ def test_a_told_point_outside_the_bounds_is_refused_and_one_inside_counts():
     ({"c": ne.Float(0.0, 1.0, log=True)}, "c: .*log scale needs low > 0"),
     ({"d": ne.Int(1.5, 4)}, "d: .*whole numbers"),
     ({"e": (0, 1)}, "'e'.*not a parameter"),
+    ({1: ne.Float(0, 1)}, "space key 1: a parameter's name must be a non-empty string"),
     ({}, "space="),
 ])
 def test_a_bad_space_fails_at_once_naming_the_parameter(space, words):

@@ -182,7 +182,7 @@ def _valid_row(line: str, dim: int | None) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(row, dict):
         return None, "not a JSON object"
     index, unit, y = row.get("evaluation"), row.get("unit"), row.get("y")
-    if not is_number(index) or index < 0 or int(index) != index:
+    if not is_number(index) or not math.isfinite(index) or index < 0 or int(index) != index:
         return None, "no evaluation number"
     if not isinstance(unit, list) or not unit or not all(is_number(v) and math.isfinite(v) for v in unit):
         return None, "'unit' is not a list of finite numbers"
